@@ -1,0 +1,24 @@
+# make run: the service on SQLite with .env (copied from .env.example if missing)
+# make test: the whole test suite (what .ci/run and CI run)
+PYTHON ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+
+.PHONY: run test clean
+
+run: $(VENV)/installed .env
+	$(VENV_PYTHON) sms_responder.py
+
+test: $(VENV)/installed
+	$(VENV_PYTHON) -m pytest
+
+$(VENV)/installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+.env:
+	cp .env.example .env
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

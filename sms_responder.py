@@ -1,0 +1,1143 @@
+#!/usr/bin/env python3
+"""sms_responder: a two-way SMS service for Plivo, in one WSGI module.
+
+Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks
+Plivo's signature, stores the message exactly once, honours STOP/START/HELP,
+limits automatic replies per sender, and answers with Plivo XML that sends
+the reply.
+
+    python sms_responder.py                 # threaded stdlib server on HOST:PORT
+    python sms_responder.py send "hello"    # play Plivo against the running service
+    gunicorn sms_responder:application      # or any other WSGI host
+
+Settings come from the environment and a .env file; see README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socketserver
+import sqlite3
+import string
+import sys
+import threading
+import time
+import unicodedata
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from base64 import b64encode
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from http import HTTPStatus
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from plivo import plivoxml
+from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
+
+__all__ = ["create_app", "application", "main"]
+
+
+# -- Constants ---------------------------------------------------------------
+
+WEBHOOK_PATH = "/webhooks/plivo/messaging"
+HEALTH_PATH = "/health"
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+XML_CONTENT_TYPE = "application/xml; charset=utf-8"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+
+#: Plivo's hard limit for one message; longer replies are cut.
+MAX_REPLY_CHARS = 1600
+EMPTY_RESPONSE = b"<Response></Response>"
+
+#: The token .env.example ships with: start-up warns while it is in use.
+PLACEHOLDER_AUTH_TOKEN = "replace-with-your-plivo-auth-token"
+
+# Keyword families, compared after normalize_keyword(); see CONTRACT.md step 7.
+OPT_OUT_WORDS = frozenset({
+    "stop", "stopall", "stop all", "unsubscribe", "unsub", "cancel",
+    "end", "quit", "revoke", "optout", "opt out",
+})
+OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
+HELP_WORDS = frozenset({"help", "info"})
+
+#: MessageIntent values for keywords that Plivo has already answered itself.
+PLIVO_INTENTS = frozenset({"optout", "optin", "help"})
+
+SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
+CLIENT_TIMEOUT = 30  # seconds a client of the stdlib server may take to send its request
+
+log = logging.getLogger("sms_responder")
+access_log = logging.getLogger("sms_responder.access")
+
+
+# -- Settings ----------------------------------------------------------------
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; each problem names its setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = "" if maximum is None else f" and at most {maximum}"
+            raise ValueError(f"must be at least {minimum}{upper}")
+        return value
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(f"{raw!r} is not one of {', '.join(options)}")
+        return raw.lower()
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    words = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
+    if raw.lower() not in words:
+        raise ValueError(f"{raw!r} is not true or false")
+    return words[raw.lower()]
+
+
+def _phone_numbers(raw: str) -> tuple[str, ...]:
+    numbers = tuple(number_key(part) for part in raw.split(",") if part.strip())
+    for number in numbers:
+        if not number.isdigit():
+            raise ValueError(f"{number!r} is not a phone number (digits, optional + and spaces)")
+    if not numbers:
+        raise ValueError("no phone number given")
+    return numbers
+
+
+def _signature_versions(raw: str) -> frozenset[str]:
+    versions = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    if not versions or not versions <= {"v3", "v2"}:
+        raise ValueError(f"{raw!r} is not a comma-separated list of v3 and v2")
+    return versions
+
+
+def _public_url(raw: str) -> str:
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{raw!r} is not a base URL like https://abc.ngrok-free.app")
+    return raw.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    if raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("PostgreSQL is not supported by this version; use a SQLite path")
+    path = sqlite_path(raw)
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ValueError("expected sqlite:///relative/path.db, sqlite:////absolute/path.db or a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"folder {folder} does not exist")
+    return raw
+
+
+def _reply_template(raw: str) -> str:
+    names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    unknown = sorted(names - {"text", "from", "to"})
+    if unknown:
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{text}}, {{from}} or {{to}}")
+    raw.format_map({"text": "", "from": "", "to": ""})  # a bad format spec fails here, not per message
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"{raw!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return raw.upper()
+
+
+def setting(default: object = dataclasses.MISSING, parse: Callable[[str], object] = str, *,
+            hint: str = "", secret: bool = False):
+    """A Settings field read from the environment variable of the same name, upper-cased."""
+    return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse, "hint": hint})
+
+
+DEFAULT_HELP_TEXT = ("This number sends automated replies. Reply STOP to unsubscribe, START to resubscribe. "
+                     "Msg&data rates may apply.")
+DEFAULT_STOP_TEXT = ("You have been unsubscribed and will not receive any more messages from this number. "
+                     "Reply START to resubscribe.")
+DEFAULT_START_TEXT = "You have been resubscribed and will receive messages from this number. Reply STOP to unsubscribe."
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Validated settings: one field per environment variable, in the README's order."""
+
+    plivo_auth_token: str = setting(hint="the Auth Token from the Plivo console", secret=True)
+    plivo_number: tuple[str, ...] = setting(
+        parse=_phone_numbers, hint="the Plivo number(s) this service answers for, e.g. 14155550100")
+    plivo_auth_id: str = setting("")
+    host: str = setting("127.0.0.1")
+    port: int = setting(3000, _integer(0, 65535))
+    database_url: str = setting("sqlite:///sms_responder.db", _database_url)
+    sqlite_synchronous: str = setting("full", _choice("full", "normal"))
+    public_url: str = setting("", _public_url)
+    validate_signature: bool = setting(True, _boolean)
+    signature_versions: frozenset[str] = setting(frozenset({"v3", "v2"}), _signature_versions)
+    reply_text: str = setting("You said: {text}", _reply_template)
+    help_text: str = setting(DEFAULT_HELP_TEXT)
+    stop_text: str = setting(DEFAULT_STOP_TEXT)
+    start_text: str = setting(DEFAULT_START_TEXT)
+    reply_limit: int = setting(10, _integer(0))
+    reply_window: int = setting(60, _integer(1))
+    max_body_bytes: int = setting(65536, _integer(1))
+    log_level: str = setting("INFO", _log_level)
+    log_format: str = setting("text", _choice("text", "json"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate every setting; raise ConfigError naming each bad one."""
+        values: dict[str, object] = {}
+        problems: list[str] = []
+        for field in dataclasses.fields(cls):
+            name = field.name.upper()
+            raw = environ.get(name, "").strip()
+            if not raw:  # empty means "use the default", as in .env.example
+                if field.default is dataclasses.MISSING:
+                    problems.append(f"{name} is required: {field.metadata['hint']}")
+                continue
+            try:
+                values[field.name] = field.metadata["parse"](raw)
+            except ValueError as error:
+                problems.append(f"{name}: {error}")
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Read NAME=value lines from a .env file (none: empty); quotes around a value are removed."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.removeprefix("export ").partition("=")
+        if not equals:
+            raise ConfigError([f"{path}, line {number}: expected NAME=value"])
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name.strip()] = value
+    return values
+
+
+def read_environment() -> dict[str, str]:
+    """The settings environment: .env in the working directory, overridden by the real environment."""
+    return {**read_dotenv(Path(".env")), **os.environ}
+
+
+# -- Logging -----------------------------------------------------------------
+
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL message key=value ...`, with control characters escaped so input cannot forge lines."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        for key, value in getattr(record, "fields", {}).items():
+            text = str(value)
+            if not text or any(c.isspace() or c in "\"=" for c in text):
+                text = json.dumps(text)
+            line += f" {key}={text}"
+        return line.translate(_CONTROL_CHARS)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the record's fields, any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send this module's log lines to stderr as text or JSON; calling it again replaces the handler."""
+    handler = logging.StreamHandler()
+    handler.set_name("sms_responder")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    for old in [h for h in log.handlers if h.get_name() == "sms_responder"]:
+        log.removeHandler(old)
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # one line per event, even when the host has configured the root logger
+
+
+def mask_number(number: str) -> str:
+    """The last four characters only: enough to correlate log lines, too few to identify a person."""
+    return "***" + number[-4:] if len(number) > 4 else "***"
+
+
+# -- Storage -----------------------------------------------------------------
+
+class StoreUnavailable(Exception):
+    """The database cannot be used right now: its file is gone or read-only, or it does not answer."""
+
+
+class NonceReused(Exception):
+    """A V2 signature nonce arrived again with a different MessageUUID: a replayed signature."""
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
+    if database_url.startswith("sqlite:///"):
+        return database_url.removeprefix("sqlite:///")
+    if database_url.startswith("sqlite:"):
+        return ""
+    return database_url
+
+
+def iso_time(timestamp: float) -> str:
+    """UTC ISO 8601 with microseconds: sorts as text, reads well in the database."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="microseconds")
+
+
+# Each entry migrates the schema from version N to N+1; PRAGMA user_version holds N.
+SQLITE_MIGRATIONS = [
+    [
+        """CREATE TABLE messages (
+            message_uuid TEXT PRIMARY KEY,
+            from_number  TEXT NOT NULL,   -- as Plivo sent it
+            to_number    TEXT NOT NULL,   -- our number, as Plivo sent it
+            text         TEXT NOT NULL,   -- Text, or Body for MMS
+            type         TEXT NOT NULL,   -- sms, mms, ...
+            media_urls   TEXT NOT NULL,   -- JSON array
+            received_at  TEXT NOT NULL,   -- UTC ISO 8601
+            outcome      TEXT,            -- replied, helped, stopped, started, opted_out, rate_limited, ...
+            reply        TEXT,            -- the reply sent, or NULL
+            v2_nonce     TEXT UNIQUE      -- V2 signatures do not cover the body: a nonce serves one message
+        )""",
+        "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
+        """CREATE TABLE opt_outs (
+            number       TEXT NOT NULL,   -- the sender, as Plivo sent it
+            to_number    TEXT NOT NULL,   -- our number that received the STOP, as Plivo sent it
+            number_key   TEXT NOT NULL,   -- both numbers without + or spaces, so that
+            to_key       TEXT NOT NULL,   -- +14155550100 and 14155550100 are one subscriber
+            opted_out_at TEXT NOT NULL,
+            PRIMARY KEY (number_key, to_key)
+        )""",
+    ],
+]
+SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
+
+#: Outcomes that count towards the per-sender reply limit (confirmations do not).
+LIMITED_OUTCOMES = ("replied", "helped")
+
+
+class SQLiteTransaction:
+    """The storage operations of one webhook, inside one SQLite transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
+        """Store a new message; False if its MessageUUID is already stored (a retry or a replay)."""
+        try:
+            cursor = self.connection.execute(
+                "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls,"
+                " received_at, v2_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (message_uuid) DO NOTHING",
+                (message.message_uuid, message.sender, message.recipient, message.text, message.type,
+                 json.dumps(message.media_urls), iso_time(received_at), v2_nonce))
+        except sqlite3.IntegrityError as error:
+            if v2_nonce is None:
+                raise
+            raise NonceReused(v2_nonce) from error
+        return cursor.rowcount == 1
+
+    def record_reply(self, message_uuid: str, outcome: Outcome, reply: str | None) -> None:
+        """Store what was decided for a message and the reply sent, if any."""
+        self.connection.execute("UPDATE messages SET outcome = ?, reply = ? WHERE message_uuid = ?",
+                                (outcome.value, reply, message_uuid))
+
+    def is_opted_out(self, sender: str, recipient: str) -> bool:
+        """Has this sender opted out of messages from this number of ours?"""
+        row = self.connection.execute("SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                                      (number_key(sender), number_key(recipient))).fetchone()
+        return row is not None
+
+    def opt_out(self, sender: str, recipient: str, when: float) -> bool:
+        """Record an opt-out; False if the sender had already opted out."""
+        cursor = self.connection.execute(
+            "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (sender, recipient, number_key(sender), number_key(recipient), iso_time(when)))
+        return cursor.rowcount == 1
+
+    def opt_in(self, sender: str, recipient: str) -> None:
+        """Remove an opt-out, if there is one."""
+        self.connection.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                                (number_key(sender), number_key(recipient)))
+
+    def replies_since(self, sender: str, since: float) -> int:
+        """How many limited replies this sender has had since the given time."""
+        row = self.connection.execute(
+            "SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
+            " AND outcome IN (?, ?)", (sender, iso_time(since), *LIMITED_OUTCOMES)).fetchone()
+        return row[0]
+
+
+class SQLiteStore:
+    """Messages and opt-outs in one SQLite file, safe for many threads and processes.
+
+    WAL mode lets readers and one writer work at once; every transaction starts
+    with BEGIN IMMEDIATE, so writers queue on the busy timeout instead of
+    failing, and a count read inside a transaction is still true at commit.
+    Connections are pooled, each used by one thread at a time.
+    """
+
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._idle: list[tuple[sqlite3.Connection, tuple[int, int]]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._seen_file = False  # once the file existed, its absence is a fault, not a first start
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteTransaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        connection, identity = self._acquire()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteTransaction(connection)
+            except BaseException:
+                _rollback(connection)
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error:
+            connection.close()  # its state is unknown; the next request opens a fresh one
+            raise
+        except BaseException:
+            self._release(connection, identity)
+            raise
+        self._release(connection, identity)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database can take a write now."""
+        try:
+            with self.transaction() as tx:
+                tx.connection.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"{self.path}: {error}") from error
+
+    def close(self) -> None:
+        """Close the idle connections (connections in use close when returned)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            connection.close()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file, None before it is first created."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            if self._seen_file:
+                # A new empty file would forget every opt-out: wait for the real one to come back.
+                raise StoreUnavailable(f"{self.path} has disappeared; restore it") from None
+            return None
+        except OSError as error:
+            raise StoreUnavailable(f"{self.path}: {error.strerror}") from error
+        if not os.access(self.path, os.W_OK):
+            raise StoreUnavailable(f"{self.path} is read-only")
+        return status.st_dev, status.st_ino
+
+    def _acquire(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        identity = self._file_identity()
+        with self._lock:
+            if self._pid != os.getpid():  # forked (gunicorn --preload): never share a parent's connections
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                connection, connected_to = self._idle.pop()
+                if connected_to == identity:
+                    return connection, connected_to
+                connection.close()  # the file was replaced: that connection writes to the old one
+        return self._connect()
+
+    def _release(self, connection: sqlite3.Connection, identity: tuple[int, int]) -> None:
+        with self._lock:
+            self._idle.append((connection, identity))
+
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        try:
+            connection = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"{self.path}: {error}") from error
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self.synchronous}")  # validated: FULL or NORMAL
+            self._migrate(connection)
+            self._seen_file = True
+            identity = self._file_identity()
+        except BaseException:
+            connection.close()
+            raise
+        return connection, identity
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Create or upgrade the schema; BEGIN IMMEDIATE makes concurrent starters take turns."""
+        if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(f"{self.path} has schema version {version}; "
+                                       f"this sms_responder knows up to {SCHEMA_VERSION}")
+            for statements in SQLITE_MIGRATIONS[version:]:
+                for statement in statements:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            _rollback(connection)
+            raise
+        connection.execute("COMMIT")
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    # SQLite ends the transaction itself after some errors (disk full, I/O); ROLLBACK would then fail.
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+# -- Signature ---------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SignatureHeaders:
+    """The environ keys of one Plivo signature version."""
+
+    version: str
+    signatures: tuple[str, str]  # the account's own and the main account's ("Ma") header
+    nonce: str
+
+
+V3_HEADERS = SignatureHeaders("v3", ("HTTP_X_PLIVO_SIGNATURE_V3", "HTTP_X_PLIVO_SIGNATURE_MA_V3"),
+                              "HTTP_X_PLIVO_SIGNATURE_V3_NONCE")
+V2_HEADERS = SignatureHeaders("v2", ("HTTP_X_PLIVO_SIGNATURE_V2", "HTTP_X_PLIVO_SIGNATURE_MA_V2"),
+                              "HTTP_X_PLIVO_SIGNATURE_V2_NONCE")
+
+
+def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
+    """The URL Plivo called, which is the URL it signed.
+
+    With PUBLIC_URL set: PUBLIC_URL + path (+ query). Otherwise the URL is
+    rebuilt like wsgiref.util.request_uri, preferring X-Forwarded-Proto and
+    X-Forwarded-Host (first value) because behind ngrok or a TLS proxy the
+    server only sees its own side. Trusting them is safe: the signature
+    covers the URL, so a forged header only makes the check fail.
+    """
+    path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                              safe="/;=,", encoding="latin1")
+    query = environ.get("QUERY_STRING", "")
+    if public_url:
+        base = public_url
+    else:
+        scheme = _first(environ.get("HTTP_X_FORWARDED_PROTO")) or environ["wsgi.url_scheme"]
+        host = (_first(environ.get("HTTP_X_FORWARDED_HOST")) or environ.get("HTTP_HOST")
+                or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}")
+        base = f"{scheme}://{host}"
+    return base + path + (f"?{query}" if query else "")
+
+
+def _first(header: str | None) -> str:
+    return header.split(",")[0].strip() if header else ""
+
+
+def url_variants(url: str) -> list[str]:
+    """The URL as given and with its default port toggled: Plivo may sign either form."""
+    parts = urllib.parse.urlsplit(url)
+    default_port = {"https": 443, "http": 80}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return [url]
+    if default_port is None:
+        return [url]
+    if port == default_port:
+        netloc = parts.netloc.removesuffix(f":{port}")
+    elif port is None:
+        netloc = f"{parts.netloc}:{default_port}"
+    else:
+        return [url]
+    return [url, urllib.parse.urlunsplit(parts._replace(netloc=netloc))]
+
+
+def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str) -> bytes:
+    """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules."""
+    # construct_post_url returns bytes; decoding them first is what the SDK's own validator does
+    # (passing the bytes on double-encodes non-ASCII text).
+    return get_signature_v3(token, construct_post_url(url, dict(params)).decode("utf-8"), nonce)
+
+
+def v2_signature(token: bytes, url: str, nonce: str) -> bytes:
+    """Plivo's V2 signature: HMAC-SHA256 over scheme://host/path + nonce (no query, no body)."""
+    parts = urllib.parse.urlparse(url)  # the SDK's validate_signature drops params, query, fragment
+    base = urllib.parse.urlunparse((parts.scheme, parts.netloc, parts.path, "", "", ""))
+    return b64encode(hmac.new(token, (base + nonce).encode("utf-8"), hashlib.sha256).digest())
+
+
+def signature_matches(expected: bytes, header: str) -> bool:
+    """Does any comma-separated signature in the header equal the expected one (constant time)?"""
+    candidates = header.encode("latin-1").split(b",")  # one signature per valid token
+    return any(hmac.compare_digest(expected, candidate.strip()) for candidate in candidates)
+
+
+def signature_is_valid(headers: SignatureHeaders, environ: WSGIEnvironment, url: str,
+                       params: Mapping[str, list[str]] | None, token: bytes) -> bool:
+    """Check one signature version for this request; params is None when the body did not parse."""
+    nonce = environ.get(headers.nonce, "")
+    presented = [environ[name] for name in headers.signatures if environ.get(name)]
+    if not nonce or not presented:
+        return False
+    if headers is V3_HEADERS and params is None:
+        return False  # V3 covers the body, and there is no body to cover
+    for candidate_url in url_variants(url):
+        if headers is V3_HEADERS:
+            expected = v3_signature(token, candidate_url, params, nonce)
+        else:
+            expected = v2_signature(token, candidate_url, nonce)
+        if any(signature_matches(expected, header) for header in presented):
+            return True
+    return False
+
+
+# -- Messages ----------------------------------------------------------------
+
+class Keyword(enum.Enum):
+    """The keyword families of CONTRACT.md step 7."""
+
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    HELP = "help"
+
+
+class Outcome(enum.Enum):
+    """What happened to a webhook: the first word of its log line and messages.outcome."""
+
+    REPLIED = "replied"            # auto-reply sent
+    HELPED = "helped"              # HELP_TEXT sent
+    STOPPED = "stopped"            # opt-out recorded, STOP_TEXT sent
+    STARTED = "started"            # opt-out removed, START_TEXT sent
+    OPTED_OUT = "opted_out"        # the sender has opted out: stored, no reply
+    RATE_LIMITED = "rate_limited"  # over REPLY_LIMIT: stored, no reply
+    PLIVO_KEYWORD = "plivo_keyword"  # MessageIntent set: Plivo answered, we recorded the effect
+    OWN_NUMBER = "own_number"      # sent by one of our numbers: no reply, or two responders loop
+    NO_REPLY = "no_reply"          # the reply text came out empty
+    DUPLICATE = "duplicate"        # MessageUUID already stored: nothing stored, no reply
+    REJECTED = "rejected"          # a 4xx answer
+    FAILED = "failed"              # a 500 answer
+
+
+@dataclasses.dataclass(frozen=True)
+class InboundMessage:
+    """One inbound SMS or MMS, as Plivo posted it."""
+
+    message_uuid: str
+    sender: str       # From
+    recipient: str    # To: one of our numbers
+    text: str         # Text, or Body for MMS
+    type: str
+    media_urls: tuple[str, ...] = ()
+    intent: str = ""  # MessageIntent, when Plivo itself recognised a keyword
+
+
+_NUMBER_NOISE = re.compile(r"[\s().-]")
+_MEDIA_FIELD = re.compile(r"Media(\d+)")
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def number_key(number: str) -> str:
+    """A phone number for comparing: '+1 415-555-0100' and '14155550100' are the same."""
+    return _NUMBER_NOISE.sub("", number).removeprefix("+")
+
+
+def normalize_keyword(text: str) -> str:
+    """Trimmed, case-folded, inner whitespace collapsed, trailing punctuation removed: ' Stop! ' -> 'stop'."""
+    words = " ".join(text.casefold().split())
+    while words and unicodedata.category(words[-1]).startswith("P"):
+        words = words[:-1].rstrip()
+    return words
+
+
+def keyword_of(text: str) -> Keyword | None:
+    """The keyword family the whole message belongs to, if any."""
+    words = normalize_keyword(text)
+    if words in OPT_OUT_WORDS:
+        return Keyword.OPT_OUT
+    if words in OPT_IN_WORDS:
+        return Keyword.OPT_IN
+    if words in HELP_WORDS:
+        return Keyword.HELP
+    return None
+
+
+def render_reply(template: str, message: InboundMessage) -> str:
+    """REPLY_TEXT with {text}, {from} and {to} filled in (the template was checked at start-up)."""
+    return template.format_map({"text": message.text, "from": message.sender, "to": message.recipient})
+
+
+def xml_safe(text: str) -> str:
+    """Text without the characters XML 1.0 cannot carry (control characters, lone surrogates)."""
+    return _XML_INVALID.sub("", text)
+
+
+def reply_xml(src: str, dst: str, text: str) -> bytes:
+    """Plivo XML that sends one SMS, built with the SDK so that every value is escaped."""
+    response = plivoxml.ResponseElement()
+    response.add_message(content=text, src=src, dst=dst, type="sms")
+    return response.to_string(pretty=False).encode("utf-8")
+
+
+# -- HTTP plumbing -----------------------------------------------------------
+
+class HTTPError(Exception):
+    """An expected client error: raised where it is found, answered in SmsResponder.__call__."""
+
+    def __init__(self, status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
+                 **log_fields: object) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.log_fields = log_fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """What a handler decided to answer; SmsResponder.__call__ encodes it."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+    log_fields: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+def json_response(status: HTTPStatus, document: Mapping[str, str]) -> Response:
+    """A small JSON answer (the health check)."""
+    return Response(status, json.dumps(document).encode(), JSON_CONTENT_TYPE)
+
+
+def read_body(environ: WSGIEnvironment, max_bytes: int) -> bytes:
+    """The request body, after the size (413) and content-type (415) checks of step 1."""
+    length_header = environ.get("CONTENT_LENGTH", "")
+    try:
+        length = int(length_header) if length_header else None
+    except ValueError:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
+    if length is not None and length > max_bytes:
+        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+    media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if media_type != FORM_CONTENT_TYPE:
+        raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"expected {FORM_CONTENT_TYPE}")
+    if length is None:
+        if environ.get("wsgi.input_terminated"):  # the host de-chunked the body: read to its end
+            length = max_bytes + 1
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise HTTPError(HTTPStatus.LENGTH_REQUIRED, "this server needs a Content-Length")
+        else:
+            return b""  # no length and no chunks: an empty body (RFC 9112, section 6.3)
+    try:
+        body = environ["wsgi.input"].read(min(length, max_bytes + 1))
+    except OSError:  # the client timed out or went away mid-body
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "incomplete body") from None
+    if len(body) > max_bytes:
+        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+    return body
+
+
+def parse_form(body: bytes) -> dict[str, list[str]] | None:
+    """The form fields of a UTF-8 form body, blank values kept (Plivo signs them); None if not UTF-8."""
+    try:
+        return urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
+def parse_inbound(form: Mapping[str, list[str]], our_numbers: frozenset[str]) -> InboundMessage:
+    """The inbound message in a webhook form, or 400 naming the missing or invalid field (step 4)."""
+    def field(name: str) -> str | None:
+        values = form.get(name)
+        if values is not None and len(values) > 1:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"field {name} given more than once")
+        return values[0] if values else None
+
+    for name in ("From", "To", "MessageUUID"):
+        value = field(name)
+        if not value:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing field {name}")
+        if len(value) > 128 or not value.isprintable():
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"invalid field {name}")
+    message_type = (field("Type") or "sms").lower()
+    text = field("Text") if message_type == "sms" else field("Body")
+    if text is None and message_type == "sms":
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "missing field Text")
+    message = InboundMessage(
+        message_uuid=field("MessageUUID"), sender=field("From"), recipient=field("To"),
+        text=text or "", type=message_type, media_urls=media_urls(form),
+        intent=(field("MessageIntent") or "").lower())
+    if number_key(message.recipient) not in our_numbers:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "To is not one of PLIVO_NUMBER",
+                        message_uuid=message.message_uuid, sender=mask_number(message.sender))
+    return message
+
+
+def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
+    """MMS media URLs from Media0, Media1, ... in index order (Plivo's docs disagree on the first index)."""
+    indexed = sorted((int(match[1]), values[0]) for name, values in form.items()
+                     if (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
+    return tuple(url for _, url in indexed)
+
+
+# -- Application -------------------------------------------------------------
+
+class SmsResponder:
+    """The WSGI application: the health check and the Plivo messaging webhook."""
+
+    def __init__(self, settings: Settings, store: SQLiteStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.token = settings.plivo_auth_token.encode("utf-8")
+        self.our_numbers = frozenset(settings.plivo_number)
+        self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
+                                 if headers.version in settings.signature_versions]
+        self.routes: dict[str, dict[str, Callable[[WSGIEnvironment], Response]]] = {
+            HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
+            WEBHOOK_PATH: {"POST": self.handle_messaging},
+        }
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "")
+        try:
+            response = self.dispatch(path, environ)
+        except HTTPError as error:
+            response = Response(error.status, f"{error.reason}\n".encode(), TEXT_CONTENT_TYPE, error.headers,
+                                {"outcome": Outcome.REJECTED.value, "status": error.status.value,
+                                 "reason": error.reason, **error.log_fields})
+        except StoreUnavailable as error:
+            log.error("database unavailable: %s", error)
+            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"database unavailable\n", TEXT_CONTENT_TYPE,
+                                log_fields={"outcome": Outcome.FAILED.value})
+        except Exception:
+            # The transaction has rolled back, so Plivo's retry of this message is processed afresh.
+            log.exception("unexpected failure handling %s", path)
+            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", TEXT_CONTENT_TYPE,
+                                log_fields={"outcome": Outcome.FAILED.value})
+        if path == WEBHOOK_PATH:
+            self.log_webhook(response, started)
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   *response.headers]
+        start_response(f"{response.status.value} {response.status.phrase}", headers)
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
+
+    def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
+        """Find the handler for the path and method: 404 and 405 (with Allow) otherwise."""
+        methods = self.routes.get(path)
+        if methods is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        handler = methods.get(environ["REQUEST_METHOD"])
+        if handler is None:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed",
+                            (("Allow", ", ".join(methods)),))
+        return handler(environ)
+
+    def handle_health(self, environ: WSGIEnvironment) -> Response:
+        """200 when the database takes writes, 503 when it does not."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as error:
+            log.warning("health check failed: %s", error)
+            return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "error", "error": "database unavailable"})
+        return json_response(HTTPStatus.OK, {"status": "ok"})
+
+    def handle_messaging(self, environ: WSGIEnvironment) -> Response:
+        """The contract's webhook steps, in order; 4xx come back as HTTPError."""
+        body = read_body(environ, self.settings.max_body_bytes)                    # 1
+        form = parse_form(body)
+        v2_nonce = self.verify_signature(environ, form)                             # 2
+        if form is None:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not UTF-8 form data")  # 3
+        message = parse_inbound(form, self.our_numbers)                             # 4
+        log.debug("text of %s: %r", message.message_uuid, message.text)
+        now = time.time()
+        try:
+            with self.store.transaction() as tx:
+                if not tx.add_message(message, now, v2_nonce):                      # 5
+                    return self.xml_answer(message, Outcome.DUPLICATE, None)
+                outcome, reply = self.choose_reply(tx, message, now)                # 7, 8
+                reply = xml_safe(reply)[:MAX_REPLY_CHARS] if reply else None        # 9
+                tx.record_reply(message.message_uuid, outcome, reply)               # 6
+        except NonceReused:
+            raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
+                            message_uuid=message.message_uuid) from None
+        return self.xml_answer(message, outcome, reply)
+
+    def verify_signature(self, environ: WSGIEnvironment, form: Mapping[str, list[str]] | None) -> str | None:
+        """Step 2: 403 unless an accepted signature version matches; the V2 nonce to bind, if V2 matched."""
+        if not self.settings.validate_signature:
+            return None
+        url = webhook_url(environ, self.settings.public_url)
+        for headers in self.signature_checks:
+            if signature_is_valid(headers, environ, url, form, self.token):
+                return environ[headers.nonce] if headers is V2_HEADERS else None
+        uuid_field = (form or {}).get("MessageUUID", [""])[0]
+        raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
+
+    def choose_reply(self, tx: SQLiteTransaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
+        """Keywords, opt-outs and the reply limit (steps 7 and 8): what to answer, if anything."""
+        if message.intent in PLIVO_INTENTS:
+            # Plivo has already answered this keyword; record its effect, do not confirm twice.
+            if message.intent == "optout":
+                tx.opt_out(message.sender, message.recipient, now)
+            elif message.intent == "optin":
+                tx.opt_in(message.sender, message.recipient)
+            return Outcome.PLIVO_KEYWORD, None
+        if number_key(message.sender) in self.our_numbers:
+            return Outcome.OWN_NUMBER, None
+        keyword = keyword_of(message.text)
+        if keyword is Keyword.OPT_OUT:
+            if tx.opt_out(message.sender, message.recipient, now):
+                return Outcome.STOPPED, self.settings.stop_text
+            return Outcome.OPTED_OUT, None  # confirm once only
+        if keyword is Keyword.OPT_IN:
+            tx.opt_in(message.sender, message.recipient)
+            return Outcome.STARTED, self.settings.start_text
+        if keyword is not Keyword.HELP and tx.is_opted_out(message.sender, message.recipient):
+            return Outcome.OPTED_OUT, None
+        if tx.replies_since(message.sender, now - self.settings.reply_window) >= self.settings.reply_limit:
+            return Outcome.RATE_LIMITED, None
+        if keyword is Keyword.HELP:
+            return Outcome.HELPED, self.settings.help_text
+        reply = render_reply(self.settings.reply_text, message)
+        return (Outcome.REPLIED, reply) if reply.strip() else (Outcome.NO_REPLY, None)
+
+    def xml_answer(self, message: InboundMessage, outcome: Outcome, reply: str | None) -> Response:
+        """200 with Plivo XML: the reply from our number to the sender, or an empty Response."""
+        body = reply_xml(message.recipient, message.sender, reply) if reply else EMPTY_RESPONSE
+        return Response(HTTPStatus.OK, body, XML_CONTENT_TYPE, log_fields={
+            "outcome": outcome.value, "message_uuid": message.message_uuid, "sender": mask_number(message.sender)})
+
+    def log_webhook(self, response: Response, started: float) -> None:
+        """The one INFO line per webhook: outcome, MessageUUID, masked sender, handling time."""
+        fields = {name: value for name, value in response.log_fields.items() if value not in ("", None)}
+        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        level = logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO
+        log.log(level, "webhook", extra={"fields": fields})
+
+
+def create_app(config: Mapping[str, str] | None = None, **overrides: object) -> SmsResponder:
+    """Build the WSGI app from `config` (default: the environment and .env) and keyword overrides.
+
+    Overrides are settings by field name, e.g. create_app(plivo_number="14155550100",
+    reply_limit=5); they are validated like environment values.
+    """
+    environ = dict(read_environment() if config is None else config)
+    for name, value in overrides.items():
+        if name not in {field.name for field in dataclasses.fields(Settings)}:
+            raise TypeError(f"create_app() got an unknown setting {name!r}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            value = ",".join(map(str, value))
+        environ[name.upper()] = str(value)
+    settings = Settings.from_env(environ)
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.plivo_auth_token == PLACEHOLDER_AUTH_TOKEN:
+        log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
+    if not settings.validate_signature:
+        log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
+    return SmsResponder(settings, SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous))
+
+
+_app: SmsResponder | None = None
+_app_lock = threading.Lock()
+
+
+def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """WSGI entry point for gunicorn and uwsgi: built from the environment on the first request."""
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                try:
+                    _app = create_app()
+                except ConfigError as error:
+                    for problem in error.problems:
+                        print(f"sms_responder: {problem}", file=sys.stderr)
+                    start_response("500 Internal Server Error", [("Content-Type", TEXT_CONTENT_TYPE)])
+                    return [b"service misconfigured; see its log\n"]
+    return _app(environ, start_response)
+
+
+# -- Server and command line -------------------------------------------------
+
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """wsgiref's server with a thread per request, so one slow client cannot stall the others."""
+
+    daemon_threads = False  # server_close() then waits for requests in flight (graceful shutdown)
+    block_on_close = True
+
+    def handle_error(self, request, client_address) -> None:
+        log.warning("connection from %s failed: %s", client_address[0], sys.exc_info()[1])
+
+
+class RequestHandler(WSGIRequestHandler):
+    """wsgiref's request handler, with a client timeout and the access log sent to our logger."""
+
+    timeout = CLIENT_TIMEOUT
+
+    def log_message(self, format: str, *args: object) -> None:
+        access_log.info(format, *args, extra={"fields": {"client": self.client_address[0]}})
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the threaded stdlib server until Ctrl-C or SIGTERM."""
+    overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
+    app = create_app(**overrides)
+    settings = app.settings
+    try:
+        app.store.ping()  # create the schema now, and fail now if the database cannot be written
+        server = make_server(settings.host, settings.port, app, ThreadingWSGIServer, RequestHandler)
+    except (StoreUnavailable, OSError) as error:
+        log.error("cannot start: %s", error)
+        return 1
+    port = server.server_address[1]
+    local_url = f"http://{settings.host}:{port}{WEBHOOK_PATH}"
+    log.info("serving on http://%s:%s", settings.host, port)
+    if settings.public_url:
+        log.info("Plivo message URL: %s%s", settings.public_url, WEBHOOK_PATH)
+    else:
+        log.info("Plivo message URL: %s (Plivo cannot reach this address: expose it with "
+                 "`ngrok http %s`, then set PUBLIC_URL to the https address ngrok prints)", local_url, port)
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("SIGTERM received: finishing requests in flight, then exiting")
+        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever to return
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("Keyboard interrupt received, exiting.")
+    finally:
+        server.server_close()
+        app.store.close()
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    """Play Plivo: POST one V3-signed inbound SMS to the webhook and print the answer."""
+    settings = Settings.from_env(read_environment())
+    url = args.url or (f"{settings.public_url}{WEBHOOK_PATH}" if settings.public_url
+                       else f"http://{settings.host}:{settings.port}{WEBHOOK_PATH}")
+    form = {
+        "From": args.sender, "To": args.to or settings.plivo_number[0], "Text": args.text, "Type": "sms",
+        "MessageUUID": str(uuid.uuid4()), "Units": "1", "TotalRate": "0.00000", "TotalAmount": "0.00000",
+        "MessageIntent": "", "PowerpackUUID": "",
+    }
+    nonce = str(secrets.randbelow(10**20))
+    signature = v3_signature(settings.plivo_auth_token.encode("utf-8"), url, {k: [v] for k, v in form.items()}, nonce)
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), headers={
+        "Content-Type": FORM_CONTENT_TYPE, "X-Plivo-Signature-V3": signature.decode(),
+        "X-Plivo-Signature-V3-Nonce": nonce})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    except OSError as error:
+        print(f"cannot reach {url}: {error}", file=sys.stderr)
+        return 1
+    print(f"{status} {HTTPStatus(status).phrase}")
+    print(body.decode("utf-8", "replace").rstrip())
+    if status == HTTPStatus.FORBIDDEN:
+        print(f"(signed for {url}; the service's log says which URL it checked)", file=sys.stderr)
+    return 0 if status == HTTPStatus.OK else 1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sms_responder.py", description="Two-way SMS service for Plivo.")
+    commands = parser.add_subparsers(dest="command")
+    serve_parser = commands.add_parser("serve", help="serve the webhook (the default command)")
+    serve_parser.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port to listen on (default: PORT, else 3000)")
+    serve_parser.set_defaults(run=serve)
+    send_parser = commands.add_parser("send", help="post a signed test SMS to the webhook, print the answer")
+    send_parser.add_argument("text", help="the message text")
+    send_parser.add_argument("--from", dest="sender", default="14155550123",
+                             help="sender number (default: %(default)s)")
+    send_parser.add_argument("--to", help="our number (default: the first of PLIVO_NUMBER)")
+    send_parser.add_argument("--url", help="full webhook URL (default: PUBLIC_URL or http://HOST:PORT, + webhook path)")
+    send_parser.set_defaults(run=send)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point: serve (default) or send. Exit 2 on bad settings."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"sms_responder: {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
