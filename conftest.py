@@ -48,7 +48,7 @@ class Service:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop(signal.SIGKILL)
-                    raise RuntimeError(f"service did not start:\n{self.log()}")
+                    raise RuntimeError(f"service did not start:\n{self.log()}") from None
                 time.sleep(0.05)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):

@@ -40,7 +40,7 @@ import uuid
 from base64 import b64encode
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -290,7 +290,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -339,7 +339,7 @@ def sqlite_path(database_url: str) -> str:
 
 def iso_time(timestamp: float) -> str:
     """UTC ISO 8601 with microseconds: sorts as text, reads well in the database."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
 
 
 # Each entry migrates the schema from version N to N+1; PRAGMA user_version holds N.
@@ -724,6 +724,14 @@ def keyword_of(text: str) -> Keyword | None:
     return None
 
 
+def record_plivo_intent(tx: SQLiteTransaction, message: InboundMessage, now: float) -> None:
+    """Plivo recognised a keyword and answered it itself: record its effect, without a second answer."""
+    if message.intent == "optout":
+        tx.opt_out(message.sender, message.recipient, now)
+    elif message.intent == "optin":
+        tx.opt_in(message.sender, message.recipient)
+
+
 def render_reply(template: str, message: InboundMessage) -> str:
     """REPLY_TEXT with {text}, {from} and {to} filled in (the template was checked at start-up)."""
     return template.format_map({"text": message.text, "from": message.sender, "to": message.recipient})
@@ -927,24 +935,21 @@ class SmsResponder:
         return self.xml_answer(message, outcome, reply)
 
     def verify_signature(self, environ: WSGIEnvironment, form: Mapping[str, list[str]] | None) -> str | None:
-        """Step 2: 403 unless an accepted signature version matches; the V2 nonce to bind, if V2 matched."""
+        """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
         if not self.settings.validate_signature:
             return None
         url = webhook_url(environ, self.settings.public_url)
-        for headers in self.signature_checks:
-            if signature_is_valid(headers, environ, url, form, self.token):
-                return environ[headers.nonce] if headers is V2_HEADERS else None
-        uuid_field = (form or {}).get("MessageUUID", [""])[0]
-        raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
+        if not any(signature_is_valid(headers, environ, url, form, self.token) for headers in self.signature_checks):
+            uuid_field = (form or {}).get("MessageUUID", [""])[0]
+            raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
+        # A V2 signature does not cover the body: bind its nonce to this message even when V3 matched,
+        # or its V2 headers could be replayed with another MessageUUID and another text.
+        return environ.get(V2_HEADERS.nonce) or None if V2_HEADERS in self.signature_checks else None
 
     def choose_reply(self, tx: SQLiteTransaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
         """Keywords, opt-outs and the reply limit (steps 7 and 8): what to answer, if anything."""
         if message.intent in PLIVO_INTENTS:
-            # Plivo has already answered this keyword; record its effect, do not confirm twice.
-            if message.intent == "optout":
-                tx.opt_out(message.sender, message.recipient, now)
-            elif message.intent == "optin":
-                tx.opt_in(message.sender, message.recipient)
+            record_plivo_intent(tx, message, now)
             return Outcome.PLIVO_KEYWORD, None
         if number_key(message.sender) in self.our_numbers:
             return Outcome.OWN_NUMBER, None

@@ -220,6 +220,16 @@ class TestBodyLimits:
         client = webtest.TestApp(make_app(max_body_bytes=1000))
         post(client, inbound(Text="x" * 500), status=200)
 
+    def test_declared_large_body_is_refused_without_reading_it(self, app, db):
+        class Unreadable(io.RawIOBase):
+            def read(self, size=-1):
+                raise AssertionError("a body declared too large must not be read")
+
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": WEBHOOK_PATH, "CONTENT_TYPE": sms_responder.FORM_CONTENT_TYPE,
+                   "CONTENT_LENGTH": "10000000", "wsgi.input": Unreadable()}
+        status, _, _ = call_wsgi(app, environ)
+        assert status.startswith("413")
+
     def test_body_over_limit_while_reading_is_413(self, app, db):
         body = b"Text=" + b"x" * 70000
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": WEBHOOK_PATH, "CONTENT_TYPE": sms_responder.FORM_CONTENT_TYPE,
@@ -302,7 +312,8 @@ class TestSignature:
         form = inbound()
         client.post(f"{WEBHOOK_PATH}?account=a%20b", form, headers=signed(form, url=f"{WEBHOOK_URL}?account=a%20b"),
                     status=200)
-        client.post(f"{WEBHOOK_PATH}?account=other", inbound(), headers=signed(form, url=f"{WEBHOOK_URL}?account=a%20b"),
+        other = inbound()
+        client.post(f"{WEBHOOK_PATH}?account=other", other, headers=signed(other, url=f"{WEBHOOK_URL}?account=a%20b"),
                     status=403)
 
     def test_default_port_may_be_absent_from_the_signed_url(self, client):
@@ -311,8 +322,8 @@ class TestSignature:
 
     def test_default_port_may_be_present_in_the_signed_url(self, client):
         form = inbound()
-        client.post(WEBHOOK_PATH, form, headers={"Host": "example.com", **signed(form, url=f"http://example.com:80{WEBHOOK_PATH}")},
-                    status=200)
+        headers = {"Host": "example.com", **signed(form, url=f"http://example.com:80{WEBHOOK_PATH}")}
+        client.post(WEBHOOK_PATH, form, headers=headers, status=200)
 
     def test_other_port_is_not_a_variant(self, client):
         form = inbound()
@@ -345,6 +356,9 @@ class TestSignature:
     def test_v2_is_accepted_by_default(self, client):
         post(client, inbound(), headers=signed_v2(), status=200)
 
+    def test_v2_does_not_sign_the_query(self, client):
+        client.post(f"{WEBHOOK_PATH}?tenant=a", inbound(), headers=signed_v2(url=WEBHOOK_URL), status=200)
+
     def test_ma_v2_header_is_accepted(self, client):
         headers = signed_v2()
         headers["X-Plivo-Signature-Ma-V2"] = headers.pop("X-Plivo-Signature-V2")
@@ -365,6 +379,13 @@ class TestSignature:
         form = inbound()
         post(client, form, headers=headers, status=200)
         assert reply_of(post(client, form, headers=headers, status=200)) is None
+
+    def test_v2_headers_of_a_v3_signed_message_cannot_be_replayed(self, client, db):
+        form = inbound(Text="hello")
+        v2 = signed_v2()
+        post(client, form, headers={**signed(form), **v2}, status=200)  # accepted on V3
+        post(client, inbound(Text="STOP"), headers=v2, status=403)      # its V2 headers, another message
+        assert count(db, "opt_outs") == 0
 
     def test_v2_rejected_when_only_v3_is_accepted(self, make_app):
         client = webtest.TestApp(make_app(signature_versions="v3"))
@@ -414,12 +435,14 @@ class TestSignature:
 class TestFormParsing:
     """Step 3: a body that is not UTF-8 form data is 400."""
 
-    @pytest.mark.parametrize("body", [b"From=\xff\xfe&Text=hi", b"Text=%FF%FE", b"Text=%ED%A0%80"],
-                             ids=["raw bytes", "percent escape", "encoded surrogate"])
-    def test_invalid_utf8_is_400(self, make_app, db, body):
+    @pytest.mark.parametrize("text", [b"\xff\xfe", b"%FF%FE", b"%ED%A0%80", b"caf%C3"],
+                             ids=["raw bytes", "percent escape", "encoded surrogate", "truncated sequence"])
+    def test_invalid_utf8_is_400(self, make_app, db, text):
         client = webtest.TestApp(make_app(validate_signature=False))
-        client.post(WEBHOOK_PATH, body, content_type=sms_responder.FORM_CONTENT_TYPE, status=400)
-        assert count(db) == 0
+        valid = urllib.parse.urlencode(inbound(Text=None)).encode()
+        client.post(WEBHOOK_PATH, valid + b"&Text=" + text, content_type=sms_responder.FORM_CONTENT_TYPE, status=400)
+        client.post(WEBHOOK_PATH, valid + b"&Text=fine", content_type=sms_responder.FORM_CONTENT_TYPE, status=200)
+        assert count(db) == 1
 
     def test_invalid_utf8_with_a_valid_v2_signature_is_400(self, client):
         # V2 signs only the URL, so the check passes and the body itself is judged.
@@ -705,7 +728,8 @@ class TestReplyText:
         assert reply_of(post(client, inbound(Text="hi"))) == f"{SENDER} wrote 'hi' to {OUR_NUMBER} {{literal}}"
 
     def test_braces_in_the_text_are_not_placeholders(self, client):
-        assert reply_of(post(client, inbound(Text="{to} {0} {text.__class__}"))) == "You said: {to} {0} {text.__class__}"
+        text = "{to} {0} {text.__class__}"
+        assert reply_of(post(client, inbound(Text=text))) == f"You said: {text}"
 
     @pytest.mark.parametrize("text,expected", [
         ("a\x00b", "ab"), ("bell\x07", "bell"), ("tab\tok", "tab\tok"), ("\ufffe\uffff!", "!"),
@@ -787,10 +811,10 @@ class TestLogging:
         webhook = [entry for entry in entries if entry["message"] == "webhook"]
         assert webhook[0]["outcome"] == "replied" and webhook[0]["message_uuid"] == form["MessageUUID"]
 
-    def test_control_characters_cannot_forge_lines(self, client, logs):
-        post(client, inbound(MessageUUID="x\r\nINFO webhook outcome=replied"), status=400)
-        post(client, inbound(To="1\nforged"), status=400)
-        assert all(line.startswith("20") for line in logs().splitlines())
+    def test_control_characters_are_escaped(self, client, logs):
+        post(client, inbound(), headers={"X-Forwarded-Host": "evil\x1b[2J\x07"}, status=403)
+        line = [line for line in logs().splitlines() if "status=403" in line][0]
+        assert "evil\\x1b[2J\\x07" in line and "\x1b" not in line
 
 
 class TestSettings:
@@ -907,8 +931,8 @@ class TestCommandLine:
     def test_send_gets_a_reply_then_stop_then_silence(self, server, cli_env, tmp_path):
         hello = run_cli("send", "hello", env=cli_env, cwd=tmp_path)
         assert hello.returncode == 0, hello.stderr
-        assert hello.stdout.splitlines() == [
-            "200 OK", f'<Response><Message src="{OUR_NUMBER}" dst="14155550123" type="sms">You said: hello</Message></Response>']
+        assert hello.stdout.splitlines() == ["200 OK", f'<Response><Message src="{OUR_NUMBER}" dst="14155550123"'
+                                                       ' type="sms">You said: hello</Message></Response>']
         stop = run_cli("send", "STOP", env=cli_env, cwd=tmp_path)
         assert sms_responder.DEFAULT_STOP_TEXT in stop.stdout
         after = run_cli("send", "hello again", env=cli_env, cwd=tmp_path)
@@ -922,7 +946,8 @@ class TestCommandLine:
 
     def test_send_to_an_explicit_url(self, server, cli_env, tmp_path):
         url = f"{server.url}{WEBHOOK_PATH}"
-        result = run_cli("send", "--from", "+14155550777", "--url", url, "hi", env={**cli_env, "PORT": "1"}, cwd=tmp_path)
+        result = run_cli("send", "--from", "+14155550777", "--url", url, "hi", env={**cli_env, "PORT": "1"},
+                         cwd=tmp_path)
         assert 'dst="+14155550777"' in result.stdout
 
     def test_send_signs_public_url_by_default(self, services, cli_env, tmp_path):
