@@ -87,3 +87,21 @@ def services(tmp_path):
     yield start
     for service in started:
         service.stop()
+
+
+# -- Figures: numbers the reliability tests measured, printed at the end of every run ----------
+
+FIGURES = {}
+
+
+@pytest.fixture
+def figures():
+    """A dict a test fills with what it measured; printed in the terminal summary."""
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("measured")
+        for name, values in FIGURES.items():
+            terminalreporter.write_line(f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items()))

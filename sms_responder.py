@@ -81,6 +81,9 @@ HELP_WORDS = frozenset({"help", "info"})
 PLIVO_INTENTS = frozenset({"optout", "optin", "help"})
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
+#: SQLite result codes that mean "the database cannot be used now", not "this code is wrong":
+#: BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (https://sqlite.org/rescode.html).
+SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
 CLIENT_TIMEOUT = 30  # seconds a client of the stdlib server may take to send its request
 
 log = logging.getLogger("sms_responder")
@@ -456,8 +459,10 @@ class SQLiteStore:
                 _rollback(connection)
                 raise
             connection.execute("COMMIT")
-        except sqlite3.Error:
+        except sqlite3.Error as error:
             connection.close()  # its state is unknown; the next request opens a fresh one
+            if error.sqlite_errorcode & 0xFF in SQLITE_UNAVAILABLE:  # low byte: the primary result code
+                raise StoreUnavailable(f"{self.path}: {error}") from error
             raise
         except BaseException:
             self._release(connection, identity)
@@ -469,7 +474,7 @@ class SQLiteStore:
         try:
             with self.transaction() as tx:
                 tx.connection.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
-        except sqlite3.Error as error:
+        except sqlite3.Error as error:  # a schema that cannot be created or read
             raise StoreUnavailable(f"{self.path}: {error}") from error
 
     def close(self) -> None:
@@ -511,21 +516,21 @@ class SQLiteStore:
             self._idle.append((connection, identity))
 
     def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        connection = None
         try:
             connection = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT,
                                          isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as error:
-            raise StoreUnavailable(f"{self.path}: {error}") from error
-        try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")  # validated: FULL or NORMAL
             self._migrate(connection)
             self._seen_file = True
-            identity = self._file_identity()
-        except BaseException:
-            connection.close()
+            return connection, self._file_identity()
+        except BaseException as error:
+            if connection is not None:
+                connection.close()
+            if isinstance(error, sqlite3.Error):  # cannot open, configure or migrate it
+                raise StoreUnavailable(f"{self.path}: {error}") from error
             raise
-        return connection, identity
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         """Create or upgrade the schema; BEGIN IMMEDIATE makes concurrent starters take turns."""
