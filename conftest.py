@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class Service:
 
     def __init__(self, argv, env, cwd, port):
         self.argv, self.env, self.cwd, self.port = argv, env, Path(cwd), port
-        self.log_path = self.cwd / f"service-{port}.log"
+        self.log_path = self.cwd / f"service-{port or uuid.uuid4().hex[:8]}.log"
         self.process = None
 
     @property
@@ -38,6 +39,8 @@ class Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+        if self.port is None:  # a worker: nothing to wait for
+            return self
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -66,17 +69,48 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# -- Apps on a real SQLite file ---------------------------------------------------------------
+
+@pytest.fixture
+def database(tmp_path):
+    return tmp_path / "sms.db"
+
+
+@pytest.fixture
+def make_app(database):
+    """Build apps on the test's database file from settings given by field name; closed after the test."""
+    from sms_responder import create_app
+    from test_sms_responder import AUTH_TOKEN, OUR_NUMBER  # the suite's test credentials
+
+    apps = []
+
+    def build(**overrides):
+        settings = {"plivo_auth_token": AUTH_TOKEN, "plivo_number": OUR_NUMBER,
+                    "database_url": f"sqlite:///{database}", **overrides}
+        app = create_app({}, **settings)  # {}: never the developer's own environment or .env
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.store.close()
+
+
+# -- Service processes --------------------------------------------------------------------------
+
 @pytest.fixture
 def services(tmp_path):
-    """services(env, *args, kind="stdlib" or "gunicorn") starts one; all are stopped after the test."""
+    """services(env, *args, kind="stdlib", "gunicorn" or "worker") starts one; all are stopped after the test."""
     started = []
 
-    def start(env, *args, kind="stdlib", workers=3, port=None, **gunicorn_options):
-        port = port or free_port()
+    def start(env, *args, kind="stdlib", workers=3, port=None):
+        port = None if kind == "worker" else port or free_port()
         # cwd is tmp_path, so a developer's own .env never leaks into a test.
         full_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE.parent), **env}
         if kind == "stdlib":
             argv = [sys.executable, str(MODULE), "--port", str(port), *args]
+        elif kind == "worker":
+            argv = [sys.executable, str(MODULE), "worker", *args]
         else:
             argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
                     *args, "sms_responder:application"]

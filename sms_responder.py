@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
+import functools
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import signal
@@ -55,6 +58,7 @@ __all__ = ["create_app", "application", "main"]
 # -- Constants ---------------------------------------------------------------
 
 WEBHOOK_PATH = "/webhooks/plivo/messaging"
+STATUS_PATH = "/webhooks/plivo/status"
 HEALTH_PATH = "/health"
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -85,6 +89,12 @@ SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
 #: BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (https://sqlite.org/rescode.html).
 SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
 CLIENT_TIMEOUT = 30  # seconds a client of the stdlib server may take to send its request
+
+# The outbox (REPLY_MODE=api); see README "Slow replies".
+OUTBOX_POLL = 0.5    # seconds between looks for due rows: a queued row goes out within 2 s
+OUTBOX_LEASE = 30.0  # seconds a claimed row stays with its worker; then another may claim it
+API_TIMEOUT = 10.0   # seconds per Plivo REST API call (less than the lease, so a live claim never expires mid-call)
+MAX_BACKOFF = 60.0   # seconds; retries wait 1, 2, 4, ... up to this, with jitter
 
 log = logging.getLogger("sms_responder")
 access_log = logging.getLogger("sms_responder.access")
@@ -146,10 +156,10 @@ def _signature_versions(raw: str) -> frozenset[str]:
     return versions
 
 
-def _public_url(raw: str) -> str:
+def _base_url(raw: str) -> str:
     parts = urllib.parse.urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{raw!r} is not a base URL like https://abc.ngrok-free.app")
+        raise ValueError(f"{raw!r} is not a base URL like https://example.com")
     return raw.rstrip("/")
 
 
@@ -205,7 +215,7 @@ class Settings:
     port: int = setting(3000, _integer(0, 65535))
     database_url: str = setting("sqlite:///sms_responder.db", _database_url)
     sqlite_synchronous: str = setting("full", _choice("full", "normal"))
-    public_url: str = setting("", _public_url)
+    public_url: str = setting("", _base_url)
     validate_signature: bool = setting(True, _boolean)
     signature_versions: frozenset[str] = setting(frozenset({"v3", "v2"}), _signature_versions)
     reply_text: str = setting("You said: {text}", _reply_template)
@@ -217,6 +227,9 @@ class Settings:
     max_body_bytes: int = setting(65536, _integer(1))
     log_level: str = setting("INFO", _log_level)
     log_format: str = setting("text", _choice("text", "json"))
+    reply_mode: str = setting("xml", _choice("xml", "api"))
+    plivo_api_url: str = setting("https://api.plivo.com", _base_url)
+    send_max_attempts: int = setting(6, _integer(1))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -370,11 +383,63 @@ SQLITE_MIGRATIONS = [
             PRIMARY KEY (number_key, to_key)
         )""",
     ],
+    [
+        """CREATE TABLE outbox (
+            message_uuid       TEXT PRIMARY KEY,  -- the inbound message this answers
+            status             TEXT NOT NULL,     -- queued, sending, sent, delivered, undelivered, failed, cancelled
+            src                TEXT NOT NULL,     -- our number
+            dst                TEXT NOT NULL,     -- the sender
+            text               TEXT,              -- NULL until the worker has run the reply function
+            attempts           INTEGER NOT NULL,
+            next_attempt_at    REAL NOT NULL,     -- unix time: when a queued row is due, when a claim expires
+            claim_token        TEXT,              -- the claiming worker's; its later updates must match
+            plivo_message_uuid TEXT UNIQUE,
+            error              TEXT,              -- our last error, or Plivo's ErrorCode
+            queued_at          TEXT NOT NULL
+        )""",
+        "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status IN ('queued', 'sending')",
+        """CREATE TABLE delivery_reports (
+            plivo_message_uuid TEXT NOT NULL,
+            status             TEXT NOT NULL,     -- as Plivo reported it
+            error_code         TEXT NOT NULL,     -- '' when Plivo gave none
+            received_at        TEXT NOT NULL,
+            v2_nonce           TEXT UNIQUE,
+            PRIMARY KEY (plivo_message_uuid, status, error_code)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 
 #: Outcomes that count towards the per-sender reply limit (confirmations do not).
 LIMITED_OUTCOMES = ("replied", "helped")
+
+#: Outbox statuses in the order a row moves through them; a report never moves a row back,
+#: and a final status (3) is never replaced by another.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
+#: Plivo's delivery statuses, as outbox statuses (Plivo's docs also list "rejected"; "read" is WhatsApp's).
+PLIVO_STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", "undelivered": "undelivered",
+                  "failed": "failed", "rejected": "failed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxRow:
+    """A reply claimed by a worker: to send from src to dst, unless the claim is lost."""
+
+    message_uuid: str
+    src: str
+    dst: str
+    text: str | None  # None: the worker runs the reply function first
+    attempts: int     # including this one
+    claim_token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryReport:
+    """One status callback from Plivo for a message we sent."""
+
+    plivo_message_uuid: str
+    status: str
+    error_code: str
 
 
 class SQLiteTransaction:
@@ -428,6 +493,85 @@ class SQLiteTransaction:
             "SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
             " AND outcome IN (?, ?)", (sender, iso_time(since), *LIMITED_OUTCOMES)).fetchone()
         return row[0]
+
+    def get_message(self, message_uuid: str) -> InboundMessage:
+        """A stored inbound message, for the reply function."""
+        row = self.connection.execute("SELECT message_uuid, from_number, to_number, text, type, media_urls"
+                                      " FROM messages WHERE message_uuid = ?", (message_uuid,)).fetchone()
+        return InboundMessage(*row[:5], media_urls=tuple(json.loads(row[5])))
+
+    # The outbox (REPLY_MODE=api)
+
+    def queue_reply(self, message: InboundMessage, text: str | None, now: float) -> None:
+        """Queue the reply to a message; text None means the worker runs the reply function."""
+        self.connection.execute(
+            "INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at, queued_at)"
+            " VALUES (?, 'queued', ?, ?, ?, 0, ?, ?)",
+            (message.message_uuid, message.recipient, message.sender, text, now, iso_time(now)))
+
+    def claim_due(self, now: float) -> OutboxRow | None:
+        """Claim the next due row: queued and due, or claimed by a worker whose lease has run out."""
+        token = uuid.uuid4().hex
+        row = self.connection.execute(
+            "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
+            " WHERE message_uuid = (SELECT message_uuid FROM outbox WHERE status IN ('queued', 'sending')"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1)"
+            " RETURNING message_uuid, src, dst, text, attempts", (token, now + OUTBOX_LEASE, now)).fetchone()
+        return None if row is None else OutboxRow(*row, claim_token=token)
+
+    def prepare_send(self, row: OutboxRow, text: str, now: float) -> bool:
+        """Renew the claim and store the text; False if the claim was lost or the sender opted out since."""
+        renewed = self.connection.execute(
+            "UPDATE outbox SET text = ?, next_attempt_at = ? WHERE message_uuid = ? AND claim_token = ?",
+            (text, now + OUTBOX_LEASE, row.message_uuid, row.claim_token)).rowcount
+        if not renewed:
+            return False
+        self.connection.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
+        opted_out_since = self.connection.execute(
+            "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
+            " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
+            (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
+        if opted_out_since:  # a reply queued before a STOP is not sent after it
+            self.finish_attempt(row, "cancelled", error="opted out")
+            return False
+        return True
+
+    def finish_attempt(self, row: OutboxRow, status: str, *, plivo_message_uuid: str | None = None,
+                       error: str | None = None, retry_at: float | None = None) -> bool:
+        """Record how an attempt ended (and release the claim); False if the claim had been lost."""
+        finished = self.connection.execute(
+            "UPDATE outbox SET status = ?, plivo_message_uuid = ?, error = ?, claim_token = NULL,"
+            " next_attempt_at = coalesce(?, next_attempt_at) WHERE message_uuid = ? AND claim_token = ?",
+            (status, plivo_message_uuid, error, retry_at, row.message_uuid, row.claim_token)).rowcount
+        if finished and plivo_message_uuid:  # Plivo may have reported on it before we got here
+            for report_status, error_code in self.connection.execute(
+                    "SELECT status, error_code FROM delivery_reports WHERE plivo_message_uuid = ?",
+                    (plivo_message_uuid,)).fetchall():
+                self.apply_report(DeliveryReport(plivo_message_uuid, report_status, error_code))
+        return finished == 1
+
+    def add_delivery_report(self, report: DeliveryReport, now: float, v2_nonce: str | None) -> None:
+        """Store a delivery report (once) and move its outbox row forward."""
+        try:
+            self.connection.execute(
+                "INSERT INTO delivery_reports (plivo_message_uuid, status, error_code, received_at, v2_nonce)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (plivo_message_uuid, status, error_code) DO NOTHING",
+                (report.plivo_message_uuid, report.status, report.error_code, iso_time(now), v2_nonce))
+        except sqlite3.IntegrityError as error:
+            if v2_nonce is None:
+                raise
+            raise NonceReused(v2_nonce) from error
+        self.apply_report(report)
+
+    def apply_report(self, report: DeliveryReport) -> None:
+        """Move the row a report is about forward to the reported status, never back."""
+        new_status = PLIVO_STATUSES.get(report.status)
+        row = self.connection.execute("SELECT status FROM outbox WHERE plivo_message_uuid = ?",
+                                      (report.plivo_message_uuid,)).fetchone()
+        if new_status and row and STATUS_RANK[new_status] > STATUS_RANK[row[0]]:
+            self.connection.execute("UPDATE outbox SET status = ?, error = coalesce(?, error)"
+                                    " WHERE plivo_message_uuid = ?",
+                                    (new_status, report.error_code or None, report.plivo_message_uuid))
 
 
 class SQLiteStore:
@@ -682,6 +826,7 @@ class Outcome(enum.Enum):
     OWN_NUMBER = "own_number"      # sent by one of our numbers: no reply, or two responders loop
     NO_REPLY = "no_reply"          # the reply text came out empty
     DUPLICATE = "duplicate"        # MessageUUID already stored: nothing stored, no reply
+    REPORTED = "reported"          # a delivery report stored
     REJECTED = "rejected"          # a 4xx answer
     FAILED = "failed"              # a 500 answer
 
@@ -745,6 +890,11 @@ def render_reply(template: str, message: InboundMessage) -> str:
 def xml_safe(text: str) -> str:
     """Text without the characters XML 1.0 cannot carry (control characters, lone surrogates)."""
     return _XML_INVALID.sub("", text)
+
+
+def clean_reply(text: str | None) -> str | None:
+    """Step 9: only characters XML 1.0 can carry, at most 1600 of them; None when nothing is left."""
+    return (xml_safe(text)[:MAX_REPLY_CHARS] or None) if text else None
 
 
 def reply_xml(src: str, dst: str, text: str) -> bytes:
@@ -855,14 +1005,28 @@ def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
     return tuple(url for _, url in indexed)
 
 
+def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
+    """The delivery report in a status callback form, or 400 naming the missing field."""
+    fields = {name: (form.get(name) or [""])[0] for name in ("MessageUUID", "Status", "ErrorCode")}
+    for name in ("MessageUUID", "Status"):
+        if not fields[name] or len(fields[name]) > 128 or not fields[name].isprintable():
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing or invalid field {name}")
+    return DeliveryReport(fields["MessageUUID"], fields["Status"].lower(), fields["ErrorCode"][:64])
+
+
 # -- Application -------------------------------------------------------------
 
-class SmsResponder:
-    """The WSGI application: the health check and the Plivo messaging webhook."""
+ReplyFunction = Callable[[InboundMessage], "str | None"]
+#: Outcomes whose reply goes through the outbox in REPLY_MODE=api.
+QUEUED_OUTCOMES = frozenset({"replied", "helped", "stopped", "started"})
 
-    def __init__(self, settings: Settings, store: SQLiteStore) -> None:
+class SmsResponder:
+    """The WSGI application: the health check and Plivo's messaging and status webhooks."""
+
+    def __init__(self, settings: Settings, store: SQLiteStore, reply: ReplyFunction) -> None:
         self.settings = settings
         self.store = store
+        self.reply = reply
         self.token = settings.plivo_auth_token.encode("utf-8")
         self.our_numbers = frozenset(settings.plivo_number)
         self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
@@ -870,6 +1034,7 @@ class SmsResponder:
         self.routes: dict[str, dict[str, Callable[[WSGIEnvironment], Response]]] = {
             HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
             WEBHOOK_PATH: {"POST": self.handle_messaging},
+            STATUS_PATH: {"POST": self.handle_status},
         }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -890,7 +1055,7 @@ class SmsResponder:
             log.exception("unexpected failure handling %s", path)
             response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", TEXT_CONTENT_TYPE,
                                 log_fields={"outcome": Outcome.FAILED.value})
-        if path == WEBHOOK_PATH:
+        if path in (WEBHOOK_PATH, STATUS_PATH):
             self.log_webhook(response, started)
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
                    *response.headers]
@@ -919,11 +1084,7 @@ class SmsResponder:
 
     def handle_messaging(self, environ: WSGIEnvironment) -> Response:
         """The contract's webhook steps, in order; 4xx come back as HTTPError."""
-        body = read_body(environ, self.settings.max_body_bytes)                    # 1
-        form = parse_form(body)
-        v2_nonce = self.verify_signature(environ, form)                             # 2
-        if form is None:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not UTF-8 form data")  # 3
+        form, v2_nonce = self.signed_form(environ)                                  # 1-3
         message = parse_inbound(form, self.our_numbers)                             # 4
         log.debug("text of %s: %r", message.message_uuid, message.text)
         now = time.time()
@@ -932,12 +1093,37 @@ class SmsResponder:
                 if not tx.add_message(message, now, v2_nonce):                      # 5
                     return self.xml_answer(message, Outcome.DUPLICATE, None)
                 outcome, reply = self.choose_reply(tx, message, now)                # 7, 8
-                reply = xml_safe(reply)[:MAX_REPLY_CHARS] if reply else None        # 9
+                reply = clean_reply(reply)                                          # 9
                 tx.record_reply(message.message_uuid, outcome, reply)               # 6
+                if self.settings.reply_mode == "api" and outcome.value in QUEUED_OUTCOMES:
+                    tx.queue_reply(message, reply, now)  # sent by the worker; this answer stays empty
+                    reply = None
         except NonceReused:
             raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
                             message_uuid=message.message_uuid) from None
         return self.xml_answer(message, outcome, reply)
+
+    def handle_status(self, environ: WSGIEnvironment) -> Response:
+        """A delivery report for a reply sent through the API: stored once, its outbox row moved forward."""
+        form, v2_nonce = self.signed_form(environ)
+        report = parse_report(form)
+        try:
+            with self.store.transaction() as tx:
+                tx.add_delivery_report(report, time.time(), v2_nonce)
+        except NonceReused:
+            raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another report",
+                            message_uuid=report.plivo_message_uuid) from None
+        return Response(HTTPStatus.OK, b"", TEXT_CONTENT_TYPE, log_fields={
+            "outcome": Outcome.REPORTED.value, "message_uuid": report.plivo_message_uuid, "status": report.status})
+
+    def signed_form(self, environ: WSGIEnvironment) -> tuple[dict[str, list[str]], str | None]:
+        """Steps 1-3 of both webhooks: size and type limits, signature, form. Also the V2 nonce to bind."""
+        body = read_body(environ, self.settings.max_body_bytes)                    # 1
+        form = parse_form(body)
+        v2_nonce = self.verify_signature(environ, form)                             # 2
+        if form is None:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not UTF-8 form data")  # 3
+        return form, v2_nonce
 
     def verify_signature(self, environ: WSGIEnvironment, form: Mapping[str, list[str]] | None) -> str | None:
         """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
@@ -972,8 +1158,10 @@ class SmsResponder:
             return Outcome.RATE_LIMITED, None
         if keyword is Keyword.HELP:
             return Outcome.HELPED, self.settings.help_text
-        reply = render_reply(self.settings.reply_text, message)
-        return (Outcome.REPLIED, reply) if reply.strip() else (Outcome.NO_REPLY, None)
+        if self.settings.reply_mode == "api":
+            return Outcome.REPLIED, None  # the worker runs the reply function, outside this request
+        reply = self.reply(message)  # in xml mode inside the transaction: it must be quick
+        return (Outcome.REPLIED, reply) if reply and reply.strip() else (Outcome.NO_REPLY, None)
 
     def xml_answer(self, message: InboundMessage, outcome: Outcome, reply: str | None) -> Response:
         """200 with Plivo XML: the reply from our number to the sender, or an empty Response."""
@@ -989,11 +1177,13 @@ class SmsResponder:
         log.log(level, "webhook", extra={"fields": fields})
 
 
-def create_app(config: Mapping[str, str] | None = None, **overrides: object) -> SmsResponder:
+def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction | None = None,
+               **overrides: object) -> SmsResponder:
     """Build the WSGI app from `config` (default: the environment and .env) and keyword overrides.
 
     Overrides are settings by field name, e.g. create_app(plivo_number="14155550100",
-    reply_limit=5); they are validated like environment values.
+    reply_limit=5); they are validated like environment values. `reply` takes the stored
+    InboundMessage and returns the reply text or None; the default fills in REPLY_TEXT.
     """
     environ = dict(read_environment() if config is None else config)
     for name, value in overrides.items():
@@ -1010,7 +1200,10 @@ def create_app(config: Mapping[str, str] | None = None, **overrides: object) -> 
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
-    return SmsResponder(settings, SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous))
+    if reply is None:
+        reply = functools.partial(render_reply, settings.reply_text)
+    store = SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous)
+    return SmsResponder(settings, store, reply)
 
 
 _app: SmsResponder | None = None
@@ -1031,6 +1224,135 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
                     start_response("500 Internal Server Error", [("Content-Type", TEXT_CONTENT_TYPE)])
                     return [b"service misconfigured; see its log\n"]
     return _app(environ, start_response)
+
+
+# -- Outbox: replies through the Plivo REST API ------------------------------
+
+class SendFailed(Exception):
+    """A Send Message call did not go through; `retryable` says whether trying again may help."""
+
+    def __init__(self, reason: str, retryable: bool, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason, self.retryable, self.retry_after = reason, retryable, retry_after
+
+
+def send_message(settings: Settings, src: str, dst: str, text: str) -> str | None:
+    """POST one SMS to Plivo's Send Message API; the message UUID Plivo gave it."""
+    payload = {"src": src, "dst": dst, "text": text, "type": "sms"}
+    if settings.public_url:
+        payload["url"] = settings.public_url + STATUS_PATH  # where Plivo posts delivery reports
+    credentials = b64encode(f"{settings.plivo_auth_id}:{settings.plivo_auth_token}".encode()).decode()
+    request = urllib.request.Request(
+        f"{settings.plivo_api_url}/v1/Account/{settings.plivo_auth_id}/Message/", data=json.dumps(payload).encode(),
+        headers={"Authorization": f"Basic {credentials}", "Content-Type": "application/json"}, method="POST")
+    try:
+        response = urllib.request.urlopen(request, timeout=API_TIMEOUT)
+    except urllib.error.HTTPError as error:
+        retryable = error.code == HTTPStatus.TOO_MANY_REQUESTS or error.code >= 500
+        raise SendFailed(f"{error.code} {plivo_error(error)}", retryable, retry_after(error.headers)) from None
+    except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out
+        raise SendFailed(f"network: {error}", retryable=True) from None
+    with response:  # 2xx: Plivo has taken it, so whatever happens now, it must not be sent again
+        try:
+            return json.loads(response.read())["message_uuid"][0]
+        except (OSError, http.client.HTTPException, ValueError, LookupError, TypeError):
+            return None
+
+
+def plivo_error(error: urllib.error.HTTPError) -> str:
+    """Plivo's own error text from an error answer ({"api_id": ..., "error": ...}), shortened."""
+    body = error.read()
+    try:
+        return str(json.loads(body)["error"])[:200]
+    except (ValueError, LookupError, TypeError):
+        return body.decode("utf-8", "replace")[:200]
+
+
+def retry_after(headers: Mapping[str, str]) -> float:
+    """The seconds a 429 or 503 asks us to wait (Retry-After), at most MAX_BACKOFF."""
+    try:
+        return min(MAX_BACKOFF, float(headers.get("Retry-After", 0)))
+    except ValueError:
+        return 0.0
+
+
+def retry_delay(attempts: int, at_least: float = 0.0) -> float:
+    """Exponential backoff: 1, 2, 4 ... s up to MAX_BACKOFF, plus up to 25 % jitter so workers do not retry in step."""
+    return max(at_least, min(MAX_BACKOFF, 2.0 ** (attempts - 1) * random.uniform(1.0, 1.25)))
+
+
+class OutboxWorker:
+    """Sends queued replies through the Plivo REST API; several may share one database.
+
+    A claim is atomic and carries a lease and a token: a row is sent by one
+    live worker at a time, and claimed again only once its worker's lease has
+    run out. A worker killed after Plivo accepted a message but before it
+    recorded that leaves the row to be sent again: Plivo's API has no
+    idempotency key, so that window (milliseconds) is the limit of "once".
+    """
+
+    def __init__(self, app: SmsResponder) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Send due replies until stop(); when none is due, look again every OUTBOX_POLL seconds."""
+        while not self.stopping.is_set():
+            try:
+                busy = self.send_next()
+            except StoreUnavailable as error:
+                log.error("database unavailable: %s", error)
+                busy = False
+            except Exception:
+                log.exception("outbox worker failure; carrying on")
+                busy = False
+            if not busy:
+                self.stopping.wait(OUTBOX_POLL)
+
+    def stop(self) -> None:
+        """Finish the row in hand, then return from run()."""
+        self.stopping.set()
+
+    def send_next(self) -> bool:
+        """Claim one due row, send it, record how it went; False if no row was due."""
+        with self.app.store.transaction() as tx:
+            row = tx.claim_due(time.time())
+            message = tx.get_message(row.message_uuid) if row and row.text is None else None
+        if row is None:
+            return False
+        if row.attempts > self.app.settings.send_max_attempts:  # its last worker died mid-attempt
+            return self.finish(row, "failed", error="the worker stopped during the last attempt")
+        try:
+            text = clean_reply(self.app.reply(message)) if message else row.text
+        except Exception:
+            log.exception("reply function failed for %s", row.message_uuid)
+            return self.retry_or_fail(row, "the reply function failed")
+        if not text:
+            return self.finish(row, "cancelled", error="no reply")
+        with self.app.store.transaction() as tx:
+            if not tx.prepare_send(row, text, time.time()):
+                return True  # cancelled (opted out since) or claimed by another worker
+        try:
+            plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, text)
+        except SendFailed as failure:
+            if failure.retryable:
+                return self.retry_or_fail(row, failure.reason, failure.retry_after)
+            return self.finish(row, "failed", error=failure.reason)
+        return self.finish(row, "sent", plivo_message_uuid=plivo_message_uuid)
+
+    def retry_or_fail(self, row: OutboxRow, reason: str, at_least: float = 0.0) -> bool:
+        if row.attempts >= self.app.settings.send_max_attempts:
+            return self.finish(row, "failed", error=reason)
+        return self.finish(row, "queued", error=reason, retry_at=time.time() + retry_delay(row.attempts, at_least))
+
+    def finish(self, row: OutboxRow, status: str, **details: object) -> bool:
+        """Record the attempt and log one line for it."""
+        with self.app.store.transaction() as tx:
+            kept = tx.finish_attempt(row, status, **details)
+        fields = {"outcome": status if kept else "claim_lost", "message_uuid": row.message_uuid,
+                  "recipient": mask_number(row.dst), "attempt": row.attempts, "error": details.get("error")}
+        log.info("outbox", extra={"fields": {key: value for key, value in fields.items() if value is not None}})
+        return True
 
 
 # -- Server and command line -------------------------------------------------
@@ -1055,10 +1377,13 @@ class RequestHandler(WSGIRequestHandler):
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the threaded stdlib server until Ctrl-C or SIGTERM."""
+    """Run the threaded stdlib server (and, with --with-worker, an outbox worker) until Ctrl-C or SIGTERM."""
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
     app = create_app(**overrides)
     settings = app.settings
+    worker = start_worker(app) if args.with_worker else None
+    if settings.reply_mode == "api" and worker is None:
+        log.warning("REPLY_MODE=api: replies wait in the outbox until `sms_responder.py worker` runs")
     try:
         app.store.ping()  # create the schema now, and fail now if the database cannot be written
         server = make_server(settings.host, settings.port, app, ThreadingWSGIServer, RequestHandler)
@@ -1085,8 +1410,36 @@ def serve(args: argparse.Namespace) -> int:
         log.info("Keyboard interrupt received, exiting.")
     finally:
         server.server_close()
+        if worker:
+            worker.stop()
         app.store.close()
     return 0
+
+
+def start_worker(app: SmsResponder) -> OutboxWorker:
+    """An outbox worker on a thread of this process (serve --with-worker)."""
+    require_auth_id(app.settings)
+    worker = OutboxWorker(app)
+    threading.Thread(target=worker.run, name="outbox-worker").start()
+    return worker
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Send queued replies until SIGTERM or Ctrl-C (the row in hand is finished first)."""
+    app = create_app()
+    require_auth_id(app.settings)
+    worker = OutboxWorker(app)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: worker.stop())
+    log.info("outbox worker sending through %s", app.settings.plivo_api_url)
+    worker.run()
+    app.store.close()
+    return 0
+
+
+def require_auth_id(settings: Settings) -> None:
+    if not settings.plivo_auth_id:
+        raise ConfigError(["PLIVO_AUTH_ID is required to send through the Plivo REST API (worker, --with-worker)"])
 
 
 def send(args: argparse.Namespace) -> int:
@@ -1125,7 +1478,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve_parser = commands.add_parser("serve", help="serve the webhook (the default command)")
     serve_parser.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port to listen on (default: PORT, else 3000)")
+    serve_parser.add_argument("--with-worker", action="store_true",
+                              help="also send queued replies (REPLY_MODE=api) from this process")
     serve_parser.set_defaults(run=serve)
+    worker_parser = commands.add_parser("worker", help="send queued replies through the Plivo REST API")
+    worker_parser.set_defaults(run=run_worker)
     send_parser = commands.add_parser("send", help="post a signed test SMS to the webhook, print the answer")
     send_parser.add_argument("text", help="the message text")
     send_parser.add_argument("--from", dest="sender", default="14155550123",
@@ -1139,7 +1496,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: serve (default) or send. Exit 2 on bad settings."""
+    """Command line entry point: serve (the default), send or worker. Exit 2 on bad settings."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
