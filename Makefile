@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 run: $(VENV)/installed .env
 	$(VENV_PYTHON) sms_responder.py
@@ -22,3 +22,8 @@ $(VENV)/installed: requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# make bench: the in-process and outbox benchmarks (README, "Performance")
+bench: $(VENV)/installed
+	$(VENV_PYTHON) bench_sms_responder.py inprocess
+	$(VENV_PYTHON) bench_sms_responder.py outbox

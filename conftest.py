@@ -103,14 +103,14 @@ def services(tmp_path):
     """services(env, *args, kind="stdlib", "gunicorn" or "worker") starts one; all are stopped after the test."""
     started = []
 
-    def start(env, *args, kind="stdlib", workers=3, port=None):
+    def start(env, *args, kind="stdlib", workers=3, port=None, program=MODULE):
         port = None if kind == "worker" else port or free_port()
         # cwd is tmp_path, so a developer's own .env never leaks into a test.
         full_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE.parent), **env}
         if kind == "stdlib":
             argv = [sys.executable, str(MODULE), "--port", str(port), *args]
         elif kind == "worker":
-            argv = [sys.executable, str(MODULE), "worker", *args]
+            argv = [sys.executable, str(program), "worker", *args]
         else:
             argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
                     *args, "sms_responder:application"]

@@ -52,7 +52,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 from plivo import plivoxml
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 
-__all__ = ["create_app", "application", "main"]
+__all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"]
 
 
 # -- Constants ---------------------------------------------------------------
@@ -1379,7 +1379,7 @@ class RequestHandler(WSGIRequestHandler):
 def serve(args: argparse.Namespace) -> int:
     """Run the threaded stdlib server (and, with --with-worker, an outbox worker) until Ctrl-C or SIGTERM."""
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
-    app = create_app(**overrides)
+    app = create_app(reply=args.reply, **overrides)
     settings = app.settings
     worker = start_worker(app) if args.with_worker else None
     if settings.reply_mode == "api" and worker is None:
@@ -1426,7 +1426,7 @@ def start_worker(app: SmsResponder) -> OutboxWorker:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Send queued replies until SIGTERM or Ctrl-C (the row in hand is finished first)."""
-    app = create_app()
+    app = create_app(reply=args.reply)
     require_auth_id(app.settings)
     worker = OutboxWorker(app)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -1495,9 +1495,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: serve (the default), send or worker. Exit 2 on bad settings."""
+def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -> int:
+    """Command line entry point: serve (the default), send or worker. Exit 2 on bad settings.
+
+    A program with its own reply function runs `sys.exit(sms_responder.main(reply=my_reply))`.
+    """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.reply = reply
     try:
         return args.run(args)
     except ConfigError as error:

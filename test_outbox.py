@@ -418,6 +418,17 @@ class TestWorkerProcesses:
         figures["two workers, 500 rows"] = {"sent": 500, "duplicates": 0, "per_worker": shares,
                                             "seconds": round(elapsed, 1)}
 
+    def test_own_program_brings_its_reply_function_to_the_worker(self, services, worker_env, fake_api, tmp_path):
+        program = tmp_path / "myapp.py"
+        program.write_text("import sys\nimport sms_responder\n\n"
+                           "def reply(message):\n    return f'{message.text.upper()} from my program'\n\n"
+                           "if __name__ == '__main__':\n    sys.exit(sms_responder.main(reply=reply))\n")
+        queue_messages(worker_env, 1)
+        worker = services(worker_env, kind="worker", program=program)
+        wait_for(lambda: fake_api.accepted, 10, "the reply")
+        assert fake_api.accepted[0]["text"] == "MESSAGE 0 from my program"
+        assert worker.stop() == 0
+
     def test_kill_9_mid_send_is_sent_once_after_the_lease(self, services, worker_env, fake_api, tmp_path, figures):
         queue_messages(worker_env, 1)
         fake_api.answers = ["hang"]
