@@ -1,5 +1,6 @@
 # make run: the service on SQLite with .env (copied from .env.example if missing)
-# make test: the whole test suite (what .ci/run and CI run)
+# make test: the whole test suite on SQLite and, where PostgreSQL is installed, on PostgreSQL
+#            (what .ci/run runs, after installing PostgreSQL)
 PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
@@ -9,12 +10,16 @@ VENV_PYTHON := $(VENV)/bin/python
 run: $(VENV)/installed .env
 	$(VENV_PYTHON) sms_responder.py
 
-test: $(VENV)/installed
+test: $(VENV)/installed $(VENV)/installed-postgres
 	$(VENV_PYTHON) -m pytest
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/installed-postgres: requirements-postgres.txt $(VENV)/installed
+	$(VENV_PYTHON) -m pip install --quiet -r requirements-postgres.txt
 	touch $@
 
 .env:

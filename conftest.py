@@ -1,10 +1,13 @@
 """Shared test helpers: real service processes on 127.0.0.1, always stopped by the test that starts them."""
 
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import urllib.request
@@ -69,24 +72,126 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-# -- Apps on a real SQLite file ---------------------------------------------------------------
+# -- Databases: every behavioural test runs on SQLite and on PostgreSQL -----------------------
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself; not run on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("backend", ["sqlite"] if sqlite_only else ["sqlite", "postgresql"], scope="function")
+
+
+def postgres_bin():
+    """The folder holding initdb and pg_ctl (Debian keeps them out of PATH), or None."""
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / "initdb").exists():
+            return folder
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL on 127.0.0.1 and a free port, in a temporary folder."""
+
+    def __init__(self, bin_folder):
+        self.bin = bin_folder
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="sms-responder-pg-"))  # not under pytest's 0700 tmp
+        # initdb refuses to run as root: run the server as the unprivileged user Debian's package creates.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.folder, "postgres", "postgres")
+
+    def run(self, *argv):
+        subprocess.run([*self.as_user, *argv], check=True, capture_output=True, timeout=120)
+
+    def initialise(self):
+        self.run(str(self.bin / "initdb"), "-D", str(self.folder / "data"), "-U", "sms", "-A", "trust",
+                 "-E", "UTF8", "--no-sync")
+        return self
+
+    def start(self):
+        # Durability settings off: these tests are about the service, not about PostgreSQL's disk.
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=400"
+                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
+                 "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self):
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def remove(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def url(self, schema=None, password="not-the-password"):
+        options = f"?options=-csearch_path%3D{schema}" if schema else ""
+        return f"postgresql://sms:{password}@127.0.0.1:{self.port}/postgres{options}"
+
+    def execute(self, sql):
+        import psycopg
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(sql)
+
+
+def start_postgres():
+    """A started PostgresServer, or skip (fail where .ci/run requires PostgreSQL) if there is none."""
+    required = os.environ.get("SMS_RESPONDER_REQUIRE_POSTGRES") == "1"
+    problem = None
+    bin_folder = postgres_bin()
+    if bin_folder is None:
+        problem = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            problem = "psycopg is not installed (pip install -r requirements-postgres.txt)"
+    if problem:
+        (pytest.fail if required else pytest.skip)(problem)
+    return PostgresServer(bin_folder).initialise().start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = start_postgres()
+    yield server
+    server.stop()
+    server.remove()
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request):
+    """DATABASE_URL for the test: a SQLite file, or a schema of its own on the PostgreSQL server."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sms.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    server.execute(f"CREATE SCHEMA {schema}")
+    yield server.url(schema)
+    server.execute(f"DROP SCHEMA {schema} CASCADE")
+
 
 @pytest.fixture
 def database(tmp_path):
+    """The SQLite file of sqlite_only tests."""
     return tmp_path / "sms.db"
 
 
 @pytest.fixture
-def make_app(database):
-    """Build apps on the test's database file from settings given by field name; closed after the test."""
+def make_app(database_url):
+    """Build apps on the test's database from settings given by field name; closed after the test."""
     from sms_responder import create_app
     from test_sms_responder import AUTH_TOKEN, OUR_NUMBER  # the suite's test credentials
 
     apps = []
 
     def build(**overrides):
-        settings = {"plivo_auth_token": AUTH_TOKEN, "plivo_number": OUR_NUMBER,
-                    "database_url": f"sqlite:///{database}", **overrides}
+        settings = {"plivo_auth_token": AUTH_TOKEN, "plivo_number": OUR_NUMBER, "database_url": database_url,
+                    **overrides}
         app = create_app({}, **settings)  # {}: never the developer's own environment or .env
         apps.append(app)
         return app
@@ -94,6 +199,72 @@ def make_app(database):
     yield build
     for app in apps:
         app.store.close()
+
+
+class Row(tuple):
+    """A row like sqlite3.Row: by index, by column name, dict(row), tuple(row)."""
+
+    def __new__(cls, names, values):
+        row = super().__new__(cls, values)
+        row.names = names
+        return row
+
+    def keys(self):
+        return self.names
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+
+class PostgresTestConnection:
+    """A psycopg connection with sqlite3's interface: ? placeholders, Row rows, commit, `with`."""
+
+    def __init__(self, url):
+        import psycopg
+        self.connection = psycopg.connect(url, row_factory=lambda cursor: lambda values: Row(
+            [column.name for column in cursor.description], values))
+
+    def execute(self, sql, params=()):
+        return self.connection.execute(sql.replace("?", "%s"), params)
+
+    def commit(self):
+        self.connection.commit()
+
+    def close(self):
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.connection.commit()
+
+
+def connect(database_url):
+    """A test's own connection to the service's database, either kind, with ? placeholders."""
+    if database_url.startswith("sqlite:///"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        connection.row_factory = sqlite3.Row
+        return connection
+    return PostgresTestConnection(database_url)
+
+
+def query(database_url, sql, *params):
+    """All rows of one query, on a short-lived connection of its own."""
+    connection = connect(database_url)
+    try:
+        return [tuple(row) for row in connection.execute(sql, params).fetchall()]
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def db(app, database_url):
+    """An independent connection to the app's database, for asserting what was stored."""
+    app.store.ping()  # creates the schema
+    connection = connect(database_url)
+    yield connection
+    connection.close()
 
 
 # -- Service processes --------------------------------------------------------------------------

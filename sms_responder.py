@@ -22,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import http.client
+import importlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -88,6 +90,8 @@ SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
 #: SQLite result codes that mean "the database cannot be used now", not "this code is wrong":
 #: BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (https://sqlite.org/rescode.html).
 SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
+POSTGRES_POOL_SIZE = 10  # connections per process at most
+POSTGRES_WAIT = 3.0      # seconds to wait for a connection: a down database answers 503/500 within 5 s
 CLIENT_TIMEOUT = 30  # seconds a client of the stdlib server may take to send its request
 
 # The outbox (REPLY_MODE=api); see README "Slow replies".
@@ -165,7 +169,13 @@ def _base_url(raw: str) -> str:
 
 def _database_url(raw: str) -> str:
     if raw.startswith(("postgresql://", "postgres://")):
-        raise ValueError("PostgreSQL is not supported by this version; use a SQLite path")
+        if not urllib.parse.urlsplit(raw).hostname:
+            raise ValueError("expected postgresql://user:password@host:5432/dbname")
+        try:
+            importlib.import_module("psycopg_pool")  # only PostgreSQL users install it
+        except ImportError:
+            raise ValueError("PostgreSQL needs psycopg: pip install -r requirements-postgres.txt") from None
+        return raw
     path = sqlite_path(raw)
     if not path or path == ":memory:" or path.startswith("file:"):
         raise ValueError("expected sqlite:///relative/path.db, sqlite:////absolute/path.db or a file path")
@@ -322,11 +332,14 @@ def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.set_name("sms_responder")
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    for old in [h for h in log.handlers if h.get_name() == "sms_responder"]:
-        log.removeHandler(old)
-    log.addHandler(handler)
-    log.setLevel(level)
-    log.propagate = False  # one line per event, even when the host has configured the root logger
+    # psycopg's pool reports failed reconnections as warnings (its INFO lines are one per checkout)
+    levels = {log: level, logging.getLogger("psycopg"): max(logging.getLevelName(level), logging.WARNING)}
+    for logger, logger_level in levels.items():
+        for old in [h for h in logger.handlers if h.get_name() == "sms_responder"]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(logger_level)
+        logger.propagate = False  # one line per event, even when the host has configured the root logger
 
 
 def mask_number(number: str) -> str:
@@ -358,8 +371,9 @@ def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
 
 
-# Each entry migrates the schema from version N to N+1; PRAGMA user_version holds N.
-SQLITE_MIGRATIONS = [
+# The schema, for both databases: each entry migrates version N to N+1 (SQLite keeps N in PRAGMA
+# user_version, PostgreSQL in the schema_version table). {timestamp} and {real} are the column types.
+MIGRATIONS = [
     [
         """CREATE TABLE messages (
             message_uuid TEXT PRIMARY KEY,
@@ -368,7 +382,7 @@ SQLITE_MIGRATIONS = [
             text         TEXT NOT NULL,   -- Text, or Body for MMS
             type         TEXT NOT NULL,   -- sms, mms, ...
             media_urls   TEXT NOT NULL,   -- JSON array
-            received_at  TEXT NOT NULL,   -- UTC ISO 8601
+            received_at  {timestamp} NOT NULL,
             outcome      TEXT,            -- replied, helped, stopped, started, opted_out, rate_limited, ...
             reply        TEXT,            -- the reply sent, or NULL
             v2_nonce     TEXT UNIQUE      -- V2 signatures do not cover the body: a nonce serves one message
@@ -379,7 +393,7 @@ SQLITE_MIGRATIONS = [
             to_number    TEXT NOT NULL,   -- our number that received the STOP, as Plivo sent it
             number_key   TEXT NOT NULL,   -- both numbers without + or spaces, so that
             to_key       TEXT NOT NULL,   -- +14155550100 and 14155550100 are one subscriber
-            opted_out_at TEXT NOT NULL,
+            opted_out_at {timestamp} NOT NULL,
             PRIMARY KEY (number_key, to_key)
         )""",
     ],
@@ -391,24 +405,26 @@ SQLITE_MIGRATIONS = [
             dst                TEXT NOT NULL,     -- the sender
             text               TEXT,              -- NULL until the worker has run the reply function
             attempts           INTEGER NOT NULL,
-            next_attempt_at    REAL NOT NULL,     -- unix time: when a queued row is due, when a claim expires
+            next_attempt_at    {real} NOT NULL,   -- unix time: when a queued row is due, when a claim expires
             claim_token        TEXT,              -- the claiming worker's; its later updates must match
             plivo_message_uuid TEXT UNIQUE,
             error              TEXT,              -- our last error, or Plivo's ErrorCode
-            queued_at          TEXT NOT NULL
+            queued_at          {timestamp} NOT NULL
         )""",
         "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status IN ('queued', 'sending')",
         """CREATE TABLE delivery_reports (
             plivo_message_uuid TEXT NOT NULL,
             status             TEXT NOT NULL,     -- as Plivo reported it
             error_code         TEXT NOT NULL,     -- '' when Plivo gave none
-            received_at        TEXT NOT NULL,
+            received_at        {timestamp} NOT NULL,
             v2_nonce           TEXT UNIQUE,
             PRIMARY KEY (plivo_message_uuid, status, error_code)
         )""",
     ],
 ]
-SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
+SCHEMA_VERSION = len(MIGRATIONS)
+SQLITE_TYPES = {"timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text, which sorts as time
+POSTGRES_TYPES = {"timestamp": "TIMESTAMPTZ", "real": "DOUBLE PRECISION"}
 
 #: Outcomes that count towards the per-sender reply limit (confirmations do not).
 LIMITED_OUTCOMES = ("replied", "helped")
@@ -442,22 +458,39 @@ class DeliveryReport:
     error_code: str
 
 
-class SQLiteTransaction:
-    """The storage operations of one webhook, inside one SQLite transaction."""
+class Transaction:
+    """The storage operations of one webhook or outbox step, inside one database transaction.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    The SQL is written once, with ? placeholders; SQLiteTransaction and
+    PostgresTransaction say how to run it and how each database stores time.
+    """
+
+    unique_violation: type[Exception]
+    for_update = ""   # row locks: SQLite needs none, BEGIN IMMEDIATE serializes its writers
+    skip_locked = ""
+
+    def __init__(self, store: SQLiteStore | PostgresStore, connection: Any) -> None:
+        self.store = store
         self.connection = connection
+
+    def execute(self, sql: str, params: tuple = ()) -> Any:
+        """Run one statement; the cursor (rowcount, fetchone, fetchall)."""
+        raise NotImplementedError
+
+    def timestamp(self, unix_time: float) -> object:
+        """A time as this database stores it."""
+        raise NotImplementedError
 
     def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
         """Store a new message; False if its MessageUUID is already stored (a retry or a replay)."""
         try:
-            cursor = self.connection.execute(
+            cursor = self.execute(
                 "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls,"
                 " received_at, v2_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (message_uuid) DO NOTHING",
                 (message.message_uuid, message.sender, message.recipient, message.text, message.type,
-                 json.dumps(message.media_urls), iso_time(received_at), v2_nonce))
-        except sqlite3.IntegrityError as error:
+                 json.dumps(message.media_urls), self.timestamp(received_at), v2_nonce))
+        except self.unique_violation as error:
             if v2_nonce is None:
                 raise
             raise NonceReused(v2_nonce) from error
@@ -465,69 +498,69 @@ class SQLiteTransaction:
 
     def record_reply(self, message_uuid: str, outcome: Outcome, reply: str | None) -> None:
         """Store what was decided for a message and the reply sent, if any."""
-        self.connection.execute("UPDATE messages SET outcome = ?, reply = ? WHERE message_uuid = ?",
-                                (outcome.value, reply, message_uuid))
+        self.execute("UPDATE messages SET outcome = ?, reply = ? WHERE message_uuid = ?",
+                     (outcome.value, reply, message_uuid))
 
     def is_opted_out(self, sender: str, recipient: str) -> bool:
         """Has this sender opted out of messages from this number of ours?"""
-        row = self.connection.execute("SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?",
-                                      (number_key(sender), number_key(recipient))).fetchone()
+        row = self.execute("SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                           (number_key(sender), number_key(recipient))).fetchone()
         return row is not None
 
     def opt_out(self, sender: str, recipient: str, when: float) -> bool:
         """Record an opt-out; False if the sender had already opted out."""
-        cursor = self.connection.execute(
+        cursor = self.execute(
             "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (sender, recipient, number_key(sender), number_key(recipient), iso_time(when)))
+            (sender, recipient, number_key(sender), number_key(recipient), self.timestamp(when)))
         return cursor.rowcount == 1
 
     def opt_in(self, sender: str, recipient: str) -> None:
         """Remove an opt-out, if there is one."""
-        self.connection.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
-                                (number_key(sender), number_key(recipient)))
+        self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                     (number_key(sender), number_key(recipient)))
 
     def replies_since(self, sender: str, since: float) -> int:
         """How many limited replies this sender has had since the given time."""
-        row = self.connection.execute(
+        row = self.execute(
             "SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
-            " AND outcome IN (?, ?)", (sender, iso_time(since), *LIMITED_OUTCOMES)).fetchone()
+            " AND outcome IN (?, ?)", (sender, self.timestamp(since), *LIMITED_OUTCOMES)).fetchone()
         return row[0]
 
     def get_message(self, message_uuid: str) -> InboundMessage:
         """A stored inbound message, for the reply function."""
-        row = self.connection.execute("SELECT message_uuid, from_number, to_number, text, type, media_urls"
-                                      " FROM messages WHERE message_uuid = ?", (message_uuid,)).fetchone()
+        row = self.execute("SELECT message_uuid, from_number, to_number, text, type, media_urls"
+                           " FROM messages WHERE message_uuid = ?", (message_uuid,)).fetchone()
         return InboundMessage(*row[:5], media_urls=tuple(json.loads(row[5])))
 
     # The outbox (REPLY_MODE=api)
 
     def queue_reply(self, message: InboundMessage, text: str | None, now: float) -> None:
         """Queue the reply to a message; text None means the worker runs the reply function."""
-        self.connection.execute(
+        self.execute(
             "INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at, queued_at)"
             " VALUES (?, 'queued', ?, ?, ?, 0, ?, ?)",
-            (message.message_uuid, message.recipient, message.sender, text, now, iso_time(now)))
+            (message.message_uuid, message.recipient, message.sender, text, now, self.timestamp(now)))
 
     def claim_due(self, now: float) -> OutboxRow | None:
         """Claim the next due row: queued and due, or claimed by a worker whose lease has run out."""
         token = uuid.uuid4().hex
-        row = self.connection.execute(
+        row = self.execute(
             "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
             " WHERE message_uuid = (SELECT message_uuid FROM outbox WHERE status IN ('queued', 'sending')"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1)"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1" + self.skip_locked + ")"
             " RETURNING message_uuid, src, dst, text, attempts", (token, now + OUTBOX_LEASE, now)).fetchone()
         return None if row is None else OutboxRow(*row, claim_token=token)
 
     def prepare_send(self, row: OutboxRow, text: str, now: float) -> bool:
         """Renew the claim and store the text; False if the claim was lost or the sender opted out since."""
-        renewed = self.connection.execute(
+        renewed = self.execute(
             "UPDATE outbox SET text = ?, next_attempt_at = ? WHERE message_uuid = ? AND claim_token = ?",
             (text, now + OUTBOX_LEASE, row.message_uuid, row.claim_token)).rowcount
         if not renewed:
             return False
-        self.connection.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
-        opted_out_since = self.connection.execute(
+        self.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
+        opted_out_since = self.execute(
             "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
             " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
             (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
@@ -539,12 +572,12 @@ class SQLiteTransaction:
     def finish_attempt(self, row: OutboxRow, status: str, *, plivo_message_uuid: str | None = None,
                        error: str | None = None, retry_at: float | None = None) -> bool:
         """Record how an attempt ended (and release the claim); False if the claim had been lost."""
-        finished = self.connection.execute(
+        finished = self.execute(
             "UPDATE outbox SET status = ?, plivo_message_uuid = ?, error = ?, claim_token = NULL,"
             " next_attempt_at = coalesce(?, next_attempt_at) WHERE message_uuid = ? AND claim_token = ?",
             (status, plivo_message_uuid, error, retry_at, row.message_uuid, row.claim_token)).rowcount
         if finished and plivo_message_uuid:  # Plivo may have reported on it before we got here
-            for report_status, error_code in self.connection.execute(
+            for report_status, error_code in self.execute(
                     "SELECT status, error_code FROM delivery_reports WHERE plivo_message_uuid = ?",
                     (plivo_message_uuid,)).fetchall():
                 self.apply_report(DeliveryReport(plivo_message_uuid, report_status, error_code))
@@ -553,11 +586,11 @@ class SQLiteTransaction:
     def add_delivery_report(self, report: DeliveryReport, now: float, v2_nonce: str | None) -> None:
         """Store a delivery report (once) and move its outbox row forward."""
         try:
-            self.connection.execute(
+            self.execute(
                 "INSERT INTO delivery_reports (plivo_message_uuid, status, error_code, received_at, v2_nonce)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (plivo_message_uuid, status, error_code) DO NOTHING",
-                (report.plivo_message_uuid, report.status, report.error_code, iso_time(now), v2_nonce))
-        except sqlite3.IntegrityError as error:
+                (report.plivo_message_uuid, report.status, report.error_code, self.timestamp(now), v2_nonce))
+        except self.unique_violation as error:
             if v2_nonce is None:
                 raise
             raise NonceReused(v2_nonce) from error
@@ -566,12 +599,23 @@ class SQLiteTransaction:
     def apply_report(self, report: DeliveryReport) -> None:
         """Move the row a report is about forward to the reported status, never back."""
         new_status = PLIVO_STATUSES.get(report.status)
-        row = self.connection.execute("SELECT status FROM outbox WHERE plivo_message_uuid = ?",
-                                      (report.plivo_message_uuid,)).fetchone()
+        row = self.execute("SELECT status FROM outbox WHERE plivo_message_uuid = ?" + self.for_update,
+                           (report.plivo_message_uuid,)).fetchone()
         if new_status and row and STATUS_RANK[new_status] > STATUS_RANK[row[0]]:
-            self.connection.execute("UPDATE outbox SET status = ?, error = coalesce(?, error)"
-                                    " WHERE plivo_message_uuid = ?",
-                                    (new_status, report.error_code or None, report.plivo_message_uuid))
+            self.execute("UPDATE outbox SET status = ?, error = coalesce(?, error) WHERE plivo_message_uuid = ?",
+                         (new_status, report.error_code or None, report.plivo_message_uuid))
+
+
+class SQLiteTransaction(Transaction):
+    """Transaction on a SQLite connection."""
+
+    unique_violation = sqlite3.IntegrityError
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, params)
+
+    def timestamp(self, unix_time: float) -> str:
+        return iso_time(unix_time)
 
 
 class SQLiteStore:
@@ -598,7 +642,7 @@ class SQLiteStore:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                yield SQLiteTransaction(connection)
+                yield SQLiteTransaction(self, connection)
             except BaseException:
                 _rollback(connection)
                 raise
@@ -686,9 +730,9 @@ class SQLiteStore:
             if version > SCHEMA_VERSION:
                 raise StoreUnavailable(f"{self.path} has schema version {version}; "
                                        f"this sms_responder knows up to {SCHEMA_VERSION}")
-            for statements in SQLITE_MIGRATIONS[version:]:
+            for statements in MIGRATIONS[version:]:
                 for statement in statements:
-                    connection.execute(statement)
+                    connection.execute(statement.format(**SQLITE_TYPES))
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             _rollback(connection)
@@ -700,6 +744,123 @@ def _rollback(connection: sqlite3.Connection) -> None:
     # SQLite ends the transaction itself after some errors (disk full, I/O); ROLLBACK would then fail.
     if connection.in_transaction:
         connection.execute("ROLLBACK")
+
+
+class PostgresTransaction(Transaction):
+    """Transaction on a psycopg 3 connection."""
+
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # two workers claim two different rows, without waiting
+
+    @property
+    def unique_violation(self) -> type[Exception]:
+        return self.store.psycopg.IntegrityError
+
+    def execute(self, sql: str, params: tuple = ()) -> Any:
+        # PostgreSQL text cannot hold NUL characters; they are stored as U+FFFD.
+        params = tuple(value.replace("\0", "\ufffd") if isinstance(value, str) else value for value in params)
+        return self.connection.execute(_postgres_placeholders(sql), params)
+
+    def timestamp(self, unix_time: float) -> datetime:
+        return datetime.fromtimestamp(unix_time, UTC)
+
+    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
+        stored = super().add_message(message, received_at, v2_nonce)
+        if stored:  # one transaction per sender at a time, so that the reply limit and opt-outs hold
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number_key(message.sender),))
+        return stored
+
+
+@functools.cache
+def _postgres_placeholders(sql: str) -> str:
+    return sql.replace("?", "%s")  # psycopg's placeholder; none of our statements holds a literal ? or %
+
+
+class PostgresStore:
+    """The same tables in PostgreSQL (DATABASE_URL=postgresql://...), for several hosts.
+
+    psycopg 3's pool keeps up to POSTGRES_POOL_SIZE connections per process and
+    checks each before lending it, so a database restart costs nothing once the
+    database is back; while it is down, requests wait POSTGRES_WAIT seconds and
+    then fail (503 for /health, 500 for webhooks). The pool opens on first use,
+    in the process that uses it (gunicorn workers fork after import).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.psycopg = importlib.import_module("psycopg")
+        self._pool_module = importlib.import_module("psycopg_pool")
+        self._pool = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        pool = self._open_pool()
+        try:
+            with pool.connection() as connection:
+                yield PostgresTransaction(self, connection)
+        except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
+            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        with self.transaction() as tx:
+            tx.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+    def _open_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                pool = self._pool_module.ConnectionPool(
+                    self.url, min_size=1, max_size=POSTGRES_POOL_SIZE, timeout=POSTGRES_WAIT, open=False,
+                    kwargs={"connect_timeout": int(POSTGRES_WAIT)}, name="sms_responder",
+                    check=self._pool_module.ConnectionPool.check_connection)
+                pool.open(wait=False)
+                self._migrate(pool)
+                self._pool, self._pid = pool, os.getpid()
+            return self._pool
+
+    def _migrate(self, pool: Any) -> None:
+        """Create or upgrade the schema; an advisory lock makes processes starting together take turns."""
+        try:
+            with pool.connection() as connection:
+                connection.execute("SELECT pg_advisory_xact_lock(7270001)")  # any constant, same for all
+                connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                version = connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreUnavailable(f"the database has schema version {version}; "
+                                           f"this sms_responder knows up to {SCHEMA_VERSION}")
+                for statements in MIGRATIONS[version:]:
+                    for statement in statements:
+                        connection.execute(statement.format(**POSTGRES_TYPES))
+                if version < SCHEMA_VERSION:
+                    connection.execute("DELETE FROM schema_version")
+                    connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+        except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
+            pool.close()  # the next request tries again
+            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for log lines."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def open_store(settings: Settings) -> SQLiteStore | PostgresStore:
+    """The store DATABASE_URL names (nothing is opened until first use)."""
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(settings.database_url)
+    return SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous)
 
 
 # -- Signature ---------------------------------------------------------------
@@ -874,7 +1035,7 @@ def keyword_of(text: str) -> Keyword | None:
     return None
 
 
-def record_plivo_intent(tx: SQLiteTransaction, message: InboundMessage, now: float) -> None:
+def record_plivo_intent(tx: Transaction, message: InboundMessage, now: float) -> None:
     """Plivo recognised a keyword and answered it itself: record its effect, without a second answer."""
     if message.intent == "optout":
         tx.opt_out(message.sender, message.recipient, now)
@@ -1023,7 +1184,7 @@ QUEUED_OUTCOMES = frozenset({"replied", "helped", "stopped", "started"})
 class SmsResponder:
     """The WSGI application: the health check and Plivo's messaging and status webhooks."""
 
-    def __init__(self, settings: Settings, store: SQLiteStore, reply: ReplyFunction) -> None:
+    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction) -> None:
         self.settings = settings
         self.store = store
         self.reply = reply
@@ -1137,7 +1298,7 @@ class SmsResponder:
         # or its V2 headers could be replayed with another MessageUUID and another text.
         return environ.get(V2_HEADERS.nonce) or None if V2_HEADERS in self.signature_checks else None
 
-    def choose_reply(self, tx: SQLiteTransaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
+    def choose_reply(self, tx: Transaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
         """Keywords, opt-outs and the reply limit (steps 7 and 8): what to answer, if anything."""
         if message.intent in PLIVO_INTENTS:
             record_plivo_intent(tx, message, now)
@@ -1202,8 +1363,7 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
     if reply is None:
         reply = functools.partial(render_reply, settings.reply_text)
-    store = SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous)
-    return SmsResponder(settings, store, reply)
+    return SmsResponder(settings, open_store(settings), reply)
 
 
 _app: SmsResponder | None = None

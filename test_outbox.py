@@ -6,7 +6,6 @@ Plivo documents them. Everything else is real: SQLite files, worker processes,
 kill -9, SDK-signed delivery reports.
 """
 
-import sqlite3
 import time
 import urllib.parse
 import urllib.request
@@ -15,6 +14,7 @@ import pytest
 import webtest
 
 import sms_responder
+from conftest import query
 from fake_plivo_api import FakePlivoAPI
 from sms_responder import OutboxWorker
 from test_sms_responder import (AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, count, inbound, post, reply_of, signed,
@@ -52,15 +52,6 @@ def client(app):
 @pytest.fixture
 def worker(app):
     return OutboxWorker(app)
-
-
-@pytest.fixture
-def db(app, database):
-    app.store.ping()
-    connection = sqlite3.connect(database)
-    connection.row_factory = sqlite3.Row
-    yield connection
-    connection.close()
 
 
 def outbox(db, message_uuid=None):
@@ -130,7 +121,7 @@ class TestApiModeWebhook:
 # -- The worker ---------------------------------------------------------------------
 
 class TestWorker:
-    def test_reply_is_sent_once_as_plivo_documents(self, make_app, api_settings, fake_api, database):
+    def test_reply_is_sent_once_as_plivo_documents(self, make_app, api_settings, fake_api, database_url):
         app = make_app(**api_settings, public_url=PUBLIC_URL)
         worker = OutboxWorker(app)
         form = inbound(Text="hello")
@@ -141,11 +132,8 @@ class TestWorker:
         assert request["path"] == f"/v1/Account/{AUTH_ID}/Message/"
         assert request["body"] == {"src": OUR_NUMBER, "dst": SENDER, "text": "You said: hello", "type": "sms",
                                    "url": f"{PUBLIC_URL}{STATUS_PATH}"}
-        with sqlite3.connect(database) as db:
-            status, attempts, plivo_uuid, reply = db.execute(
-                "SELECT status, attempts, plivo_message_uuid, reply FROM outbox JOIN messages USING (message_uuid)"
-            ).fetchone()
-        db.close()
+        [(status, attempts, plivo_uuid, reply)] = query(database_url, "SELECT status, attempts, plivo_message_uuid,"
+                                                        " reply FROM outbox JOIN messages USING (message_uuid)")
         assert (status, attempts, reply) == ("sent", 1, "You said: hello") and plivo_uuid
 
     def test_no_status_callback_url_without_public_url(self, client, worker, fake_api):
@@ -350,9 +338,9 @@ class TestDeliveryReports:
 # -- Real worker processes -------------------------------------------------------
 
 @pytest.fixture
-def worker_env(tmp_path, fake_api):
+def worker_env(database_url, fake_api):
     return {"PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "PLIVO_AUTH_ID": AUTH_ID,
-            "PLIVO_API_URL": fake_api.url, "REPLY_MODE": "api", "DATABASE_URL": f"sqlite:///{tmp_path / 'sms.db'}"}
+            "PLIVO_API_URL": fake_api.url, "REPLY_MODE": "api", "DATABASE_URL": database_url}
 
 
 def queue_messages(env, count_, **fields):
@@ -373,11 +361,8 @@ def wait_for(condition, timeout, what):
         time.sleep(0.05)
 
 
-def statuses(database):
-    with sqlite3.connect(database) as db:
-        rows = db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall()
-    db.close()
-    return dict(rows)
+def statuses(database_url):
+    return dict(query(database_url, "SELECT status, count(*) FROM outbox GROUP BY status"))
 
 
 class TestWorkerProcesses:
@@ -402,11 +387,11 @@ class TestWorkerProcesses:
         assert fake_api.accepted[0]["text"] == "You said: quick"
         assert service.stop() == 0
 
-    def test_two_workers_never_send_a_row_twice(self, services, worker_env, fake_api, tmp_path, figures):
+    def test_two_workers_never_send_a_row_twice(self, services, worker_env, fake_api, database_url, backend, figures):
         forms = queue_messages(worker_env, 500)
         started = time.monotonic()
         workers = [services(worker_env, kind="worker") for _ in range(2)]
-        wait_for(lambda: statuses(tmp_path / "sms.db") == {"sent": 500}, 120, "500 rows sent")
+        wait_for(lambda: statuses(database_url) == {"sent": 500}, 120, "500 rows sent")
         elapsed = time.monotonic() - started
         assert [worker.stop() for worker in workers] == [0, 0]
         texts = sorted(payload["text"] for payload in fake_api.accepted)
@@ -415,7 +400,7 @@ class TestWorkerProcesses:
         logs = [worker.log() for worker in workers]
         shares = [log.count("outcome=sent") for log in logs]
         assert sum(shares) == 500 and min(shares) > 0  # both workers took part
-        figures["two workers, 500 rows"] = {"sent": 500, "duplicates": 0, "per_worker": shares,
+        figures[f"two workers, 500 rows, {backend}"] = {"sent": 500, "duplicates": 0, "per_worker": shares,
                                             "seconds": round(elapsed, 1)}
 
     def test_own_program_brings_its_reply_function_to_the_worker(self, services, worker_env, fake_api, tmp_path):
@@ -429,7 +414,8 @@ class TestWorkerProcesses:
         assert fake_api.accepted[0]["text"] == "MESSAGE 0 from my program"
         assert worker.stop() == 0
 
-    def test_kill_9_mid_send_is_sent_once_after_the_lease(self, services, worker_env, fake_api, tmp_path, figures):
+    def test_kill_9_mid_send_is_sent_once_after_the_lease(self, services, worker_env, fake_api, database_url, backend,
+                                                          figures):
         queue_messages(worker_env, 1)
         fake_api.answers = ["hang"]
         first = services(worker_env, kind="worker")
@@ -438,12 +424,11 @@ class TestWorkerProcesses:
         first.stop(sms_responder.signal.SIGKILL)
         fake_api.release.set()  # the hung request ends; Plivo never answered it
         second = services(worker_env, kind="worker")
-        wait_for(lambda: statuses(tmp_path / "sms.db") == {"sent": 1}, sms_responder.OUTBOX_LEASE + 15, "the resend")
+        wait_for(lambda: statuses(database_url) == {"sent": 1}, sms_responder.OUTBOX_LEASE + 15, "the resend")
         waited = time.monotonic() - killed_at
         assert waited > sms_responder.OUTBOX_LEASE - 5  # only once the dead worker's lease ran out
         assert len(fake_api.requests) == 2 and len(fake_api.accepted) == 1
-        with sqlite3.connect(tmp_path / "sms.db") as db:
-            assert db.execute("SELECT attempts FROM outbox").fetchone()[0] == 2
-        db.close()
+        assert query(database_url, "SELECT attempts FROM outbox") == [(2,)]
         assert second.stop() == 0
-        figures["worker kill -9 mid-send"] = {"attempts": 2, "accepted_by_api": 1, "resent_after_s": round(waited, 1)}
+        figures[f"worker kill -9 mid-send, {backend}"] = {"attempts": 2, "accepted_by_api": 1,
+                                                          "resent_after_s": round(waited, 1)}
