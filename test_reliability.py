@@ -190,6 +190,9 @@ def test_kill_9_mid_stream_loses_nothing_and_answers_nothing_twice(services, dat
 
     acked = [i for i, answer in enumerate(first_answers) if answer and answer[0] == 200]
     unacked = [i for i, answer in enumerate(first_answers) if not answer or answer[0] != 200]
+    # The kill can cut an answer after its status line: an HTTP/1.0 "200 OK" with no body. That
+    # message was committed before the answer started; only its reply was lost.
+    cut = [i for i in acked if not first_answers[i][1]]
     assert len(acked) >= 200 and unacked, "the kill must fall mid-stream"
     stored_before = {uuid_ for (uuid_,) in query(database_url, "SELECT message_uuid FROM messages")}
 
@@ -200,7 +203,7 @@ def test_kill_9_mid_stream_loses_nothing_and_answers_nothing_twice(services, dat
     for i in acked:  # stored before the kill, so now a duplicate: no second reply
         assert uuids[i] in stored_before
         assert reply_text(second_answers[i][1]) is None
-    in_doubt = 0
+    in_doubt = len(cut)
     for i in unacked:
         if uuids[i] in stored_before:  # committed, but the kill took the answer: Plivo's retry is a duplicate
             in_doubt += 1
@@ -211,7 +214,7 @@ def test_kill_9_mid_stream_loses_nothing_and_answers_nothing_twice(services, dat
     assert rows == [(600, 600)]
     if backend == "sqlite":
         assert query(database_url, "PRAGMA integrity_check") == [("ok",)]
-    replies_sent = sum(1 for answer in first_answers if answer and reply_text(answer[1])) + sum(
+    replies_sent = sum(1 for i in acked if i not in cut and reply_text(first_answers[i][1])) + sum(
         1 for _, body in second_answers if reply_text(body))
     assert replies_sent + in_doubt == 600  # every message answered once, or committed with its answer lost
     figures[f"kill -9 {kind}, {backend}"] = {
