@@ -3,20 +3,30 @@
 
     python bench_sms_responder.py inprocess   # cost per webhook, by path, calling the WSGI app directly
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
+    python bench_sms_responder.py http --host gunicorn-sync --workers 1
+                                              # a WSGI host on 127.0.0.1 under load from a separate process
 
-Every run uses a fresh SQLite file in a temporary folder and SDK-signed requests.
-`--json FILE` writes the figures as JSON too. See README, "Performance".
+Every run uses a fresh database (a SQLite file in a temporary folder, or with --backend
+postgresql a throwaway PostgreSQL server) and requests signed with the plivo SDK, each with its
+own MessageUUID. The http mode pins the server to CPU 0 and the load generator (wrk with a Lua
+script when installed, else a Python client) to CPU 1, checks every answer and counts the stored
+rows. `--json FILE` writes the figures as JSON too. See README, "Performance".
 """
 
 import argparse
+import concurrent.futures
+import http.client
 import io
 import json
 import logging
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -24,6 +34,7 @@ from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 
 import sms_responder
 from fake_plivo_api import FakePlivoAPI
+from throwaway_postgres import PostgresServer, free_port, postgres_bin
 
 TOKEN = "bench-auth-token"
 OUR_NUMBER = "14155550100"
@@ -39,10 +50,10 @@ def webhook_form(sender, text, message_uuid=None):
             "TotalAmount": "0.00000", "MessageIntent": "", "PowerpackUUID": ""}
 
 
-def signed_request(form, token=TOKEN):
+def signed_request(form, token=TOKEN, url=URL):
     """(body, headers) of a V3-signed webhook, signed with the SDK as Plivo signs."""
     nonce = str(uuid.uuid4().int)[:20]
-    signature = get_signature_v3(token.encode(), construct_post_url(URL, dict(form)).decode(), nonce).decode()
+    signature = get_signature_v3(token.encode(), construct_post_url(url, dict(form)).decode(), nonce).decode()
     body = "&".join(f"{k}={sms_responder.urllib.parse.quote_plus(v)}" for k, v in form.items()).encode()
     return body, {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce,
                   "Content-Type": sms_responder.FORM_CONTENT_TYPE}
@@ -132,6 +143,232 @@ def run_outbox(args):
                          "cpu_us": round(cpu / args.messages * 1e6, 1)}]}
 
 
+# -- Over HTTP: a WSGI host, and load from a separate process ---------------------
+
+def bare_application(environ, start_response):
+    """The ceiling of a host: a WSGI app that answers a fixed reply and does nothing else."""
+    body = b'<Response><Message src="14155550100" dst="14155550123" type="sms">You said: hello</Message></Response>'
+    start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def host_command(host, port, workers, threads, app):
+    """The command line that serves `app` ("module:callable") under the named host."""
+    venv = Path(sys.executable).parent
+    bind = f"127.0.0.1:{port}"
+    return {
+        "stdlib": [sys.executable, "sms_responder.py", "--port", str(port)],
+        "gunicorn-sync": [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", bind, app],
+        "gunicorn-gthread": [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads",
+                             str(threads), "-b", bind, app],
+        "uwsgi": [str(venv / "uwsgi"), "--http11-socket", bind, "--module", app, "--processes", str(workers),
+                  "--threads", str(threads), "--master", "--need-app", "--disable-logging", "--die-on-term"],
+        "granian": [str(venv / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", str(workers), "--blocking-threads", str(threads), "--no-access-log", app],
+    }[host]
+
+
+def process_tree(pid):
+    """The pids of a process and all its descendants."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            pids += [int(child) for child in task.read_text().split()]
+        index += 1
+    return pids
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+WRK_SCRIPT = """
+-- Each pre-signed request is sent at most once; every answer is checked (status 200, a <Message>).
+-- wrk runs for its full duration: running out of requests makes the figures wrong, so it is reported.
+local counter, threads = 0, {}
+function setup(thread)
+  thread:set("id", counter); counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  requests, sent, good, bad, exhausted, expected = {}, 0, 0, 0, 0, args[3]
+  local index, total = 0, tonumber(args[2])
+  for line in io.lines(args[1]) do
+    if index % total == id then
+      local body, signature, nonce = line:match("([^\t]*)\t([^\t]*)\t([^\t]*)")
+      table.insert(requests, wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded",
+        ["X-Plivo-Signature-V3"] = signature, ["X-Plivo-Signature-V3-Nonce"] = nonce}, body))
+    end
+    index = index + 1
+  end
+  spare = wrk.format("GET", "/health")
+end
+function request()
+  sent = sent + 1
+  if sent > #requests then exhausted = 1; wrk.thread:stop(); return spare end
+  return requests[sent]
+end
+function response(status, headers, body)
+  if body:find("status", 1, true) then return end  -- a spare /health request after the last one
+  if status == 200 and body:find(expected, 1, true) then good = good + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local good, bad, exhausted = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    good, bad = good + thread:get("good"), bad + thread:get("bad")
+    exhausted = exhausted + thread:get("exhausted")
+  end
+  io.write(string.format('{"good": %d, "bad": %d, "exhausted": %d, "seconds": %.4f, "p50_us": %d, "p99_us": %d,'
+    .. ' "errors": %d}\\n', good, bad, exhausted, summary.duration / 1e6, latency:percentile(50),
+    latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def load_with_wrk(url, requests, connections, seconds, folder, cpu):
+    """Load the service for `seconds` with wrk, each request at most once; what it counted."""
+    request_file = folder / "requests.tsv"
+    request_file.write_text("".join(f"{body.decode()}\t{headers['X-Plivo-Signature-V3']}\t"
+                                    f"{headers['X-Plivo-Signature-V3-Nonce']}\n" for body, headers in requests))
+    script = folder / "requests.lua"
+    script.write_text(WRK_SCRIPT)
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    output = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+                             "-s", str(script), f"{url}{sms_responder.WEBHOOK_PATH}", "--", str(request_file), "1",
+                             "<Message"], capture_output=True, text=True, check=True)
+    counted = json.loads(output.stdout.strip().splitlines()[-1])
+    if counted["exhausted"]:
+        raise SystemExit(f"wrk used all {len(requests)} pre-signed requests before {seconds} s: raise --messages")
+    return counted
+
+
+def load_with_python(url, requests, connections):
+    """Send every request once from `connections` threads (when wrk is not installed); what they saw."""
+    host, port = url.removeprefix("http://").split(":")
+
+    def send(request):
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("POST", sms_responder.WEBHOOK_PATH, *request)
+            answer = connection.getresponse()
+            ok = answer.status == 200 and b"<Message" in answer.read()
+        except OSError:
+            ok = False
+        finally:
+            connection.close()
+        return ok, time.perf_counter() - started
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(connections) as pool:
+        results = list(pool.map(send, requests))
+    seconds = time.perf_counter() - started
+    latencies = sorted(latency for _, latency in results)
+    good = sum(ok for ok, _ in results)
+    return {"good": good, "bad": len(results) - good, "seconds": seconds, "errors": 0,
+            "p50_us": latencies[len(latencies) // 2] * 1e6, "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6}
+
+
+def wait_until_serving(url, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the host did not start (exit status {process.poll()})") from None
+            time.sleep(0.05)
+
+
+def run_http(args):
+    app = "bench_sms_responder:bare_application" if args.app == "bare" else "sms_responder:application"
+    if args.app == "bare" and args.host == "stdlib":
+        raise SystemExit("--app bare needs a WSGI host other than stdlib")
+    cpus = (0, 1) if os.cpu_count() >= 2 and shutil.which("taskset") and not args.no_pin else (None, None)
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        postgres = start_bench_postgres(folder) if args.backend == "postgresql" else None
+        database_url = postgres.url() if postgres else f"sqlite:///{folder / 'bench.db'}"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PLIVO_AUTH_TOKEN": TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url,
+               "SQLITE_SYNCHRONOUS": args.synchronous, "REPLY_LIMIT": "1000000", "PYTHONPATH": str(Path.cwd())}
+        pin = ["taskset", "-c", str(cpus[0])] if cpus[0] is not None else []
+        signing_url = f"{url}{sms_responder.WEBHOOK_PATH}"
+        warmup = [signed_request(webhook_form(f"1999{i:07d}", "warm"), url=signing_url) for i in range(200)]
+        requests = [signed_request(webhook_form(f"1415{i:07d}", "hello"), url=signing_url)
+                    for i in range(args.messages)]
+        with open(folder / "server.log", "wb") as log:
+            server = subprocess.Popen([*pin, *host_command(args.host, port, args.workers, args.threads, app)],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent)
+        try:
+            wait_until_serving(url, server)
+            load_with_python(url, [(body, headers) for body, headers in warmup], 8)  # builds the app in every worker
+            pids = process_tree(server.pid)
+            cpu_before = cpu_seconds(pids)
+            if shutil.which("wrk"):
+                counted = load_with_wrk(url, requests, args.connections, args.seconds, folder, cpus[1])
+            else:
+                counted = load_with_python(url, requests, args.connections)
+            server_cpu = cpu_seconds(pids) - cpu_before
+            worker_rss = max(rss_mb(pid) for pid in pids if pid != server.pid or len(pids) == 1)
+            stored = count_stored(database_url) if args.app != "bare" else None
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            if postgres:
+                postgres.stop()
+                postgres.remove()
+    requests_done = counted["good"] + counted["bad"]
+    return {"mode": "http", "host": args.host, "app": args.app, "workers": args.workers, "threads": args.threads,
+            "backend": args.backend, "synchronous": args.synchronous if args.backend == "sqlite" else "-",
+            "connections": args.connections, "load": "wrk" if shutil.which("wrk") else "python",
+            "results": [{"path": "replied", "req_per_s": round(requests_done / counted["seconds"]),
+                         "p50_ms": round(counted["p50_us"] / 1000, 2), "p99_ms": round(counted["p99_us"] / 1000, 2),
+                         "cpu_us_per_req": round(server_cpu / requests_done * 1e6),
+                         "rss_mb_per_worker": round(worker_rss, 1), "ok": counted["good"],
+                         "bad": counted["bad"] + counted["errors"],
+                         "stored": "-" if stored is None else stored - len(warmup)}]}
+
+
+def count_stored(database_url):
+    """Rows in messages, read from outside the service."""
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
+            rows = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+        connection.close()
+        return rows
+    import psycopg
+    with psycopg.connect(database_url) as connection:
+        return connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+
+def start_bench_postgres(folder):
+    """A throwaway PostgreSQL with its default (durable) settings."""
+    bin_folder = postgres_bin()
+    if bin_folder is None:
+        raise SystemExit("--backend postgresql needs PostgreSQL installed (Debian: apt-get install postgresql)")
+    return PostgresServer(bin_folder, durable=True).initialise().start()
+
+
 # -- Output ---------------------------------------------------------------------
 
 def print_table(report):
@@ -139,22 +376,42 @@ def print_table(report):
     columns = [key for key in rows[0] if key != "path"]
     title = ", ".join(f"{key}={value}" for key, value in report.items() if key != "results")
     print(title)
-    print(f"{'path':<22}" + "".join(f"{column:>12}" for column in columns))
+    widths = [max(len(column), 8) + 2 for column in columns]
+    print(f"{'path':<22}" + "".join(f"{column:>{width}}" for column, width in zip(columns, widths, strict=True)))
     for row in rows:
-        print(f"{row['path']:<22}" + "".join(f"{row[column]:>12}" for column in columns))
+        print(f"{row['path']:<22}" + "".join(f"{row[column]:>{width}}" for column, width in
+                                             zip(columns, widths, strict=True)))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox"])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per path and round (default: %(default)s)")
+    parser.add_argument("mode", choices=["inprocess", "outbox", "http"])
+    parser.add_argument("--messages", type=int, default=None,
+                        help="messages per path and round; http: pre-signed requests, enough for --seconds"
+                             " (default: 2000; http: 120000)")
+    parser.add_argument("--seconds", type=int, default=8, help="http: how long wrk loads the service"
+                                                                " (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is shown (default: %(default)s)")
     parser.add_argument("--synchronous", choices=["full", "normal"], default="normal",
                         help="SQLITE_SYNCHRONOUS (default: %(default)s)")
     parser.add_argument("--reply-mode", choices=["xml", "api"], default="xml", help="REPLY_MODE (default: %(default)s)")
+    parser.add_argument("--host", choices=["stdlib", "gunicorn-sync", "gunicorn-gthread", "uwsgi", "granian"],
+                        default="gunicorn-sync", help="http: the WSGI host (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="http: worker processes (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=16, help="http: threads per worker where the host has them"
+                                                                " (default: %(default)s)")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="http: concurrent connections (default: %(default)s)")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="http: the database (default: %(default)s)")
+    parser.add_argument("--app", choices=["sms_responder", "bare"], default="sms_responder",
+                        help="http: the service, or a fixed-answer app for the host's ceiling (default: %(default)s)")
+    parser.add_argument("--no-pin", action="store_true", help="http: do not pin server and load to separate CPUs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
-    report = {"inprocess": run_inprocess, "outbox": run_outbox}[args.mode](args)
+    if args.messages is None:
+        args.messages = 120000 if args.mode == "http" else 2000
+    report = {"inprocess": run_inprocess, "outbox": run_outbox, "http": run_http}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

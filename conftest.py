@@ -1,28 +1,20 @@
 """Shared test helpers: real service processes on 127.0.0.1, always stopped by the test that starts them."""
 
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
+from throwaway_postgres import PostgresServer, free_port, postgres_bin
+
 MODULE = Path(__file__).with_name("sms_responder.py")
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Service:
@@ -84,59 +76,6 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", ["sqlite"] if sqlite_only else ["sqlite", "postgresql"], scope="function")
 
 
-def postgres_bin():
-    """The folder holding initdb and pg_ctl (Debian keeps them out of PATH), or None."""
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (folder / "initdb").exists():
-            return folder
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-class PostgresServer:
-    """A throwaway PostgreSQL on 127.0.0.1 and a free port, in a temporary folder."""
-
-    def __init__(self, bin_folder):
-        self.bin = bin_folder
-        self.port = free_port()
-        self.folder = Path(tempfile.mkdtemp(prefix="sms-responder-pg-"))  # not under pytest's 0700 tmp
-        # initdb refuses to run as root: run the server as the unprivileged user Debian's package creates.
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.folder, "postgres", "postgres")
-
-    def run(self, *argv):
-        subprocess.run([*self.as_user, *argv], check=True, capture_output=True, timeout=120)
-
-    def initialise(self):
-        self.run(str(self.bin / "initdb"), "-D", str(self.folder / "data"), "-U", "sms", "-A", "trust",
-                 "-E", "UTF8", "--no-sync")
-        return self
-
-    def start(self):
-        # Durability settings off: these tests are about the service, not about PostgreSQL's disk.
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=400"
-                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
-                 "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
-        return self
-
-    def stop(self):
-        self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
-
-    def remove(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def url(self, schema=None, password="not-the-password"):
-        options = f"?options=-csearch_path%3D{schema}" if schema else ""
-        return f"postgresql://sms:{password}@127.0.0.1:{self.port}/postgres{options}"
-
-    def execute(self, sql):
-        import psycopg
-        with psycopg.connect(self.url(), autocommit=True) as connection:
-            connection.execute(sql)
-
-
 def start_postgres():
     """A started PostgresServer, or skip (fail where .ci/run requires PostgreSQL) if there is none."""
     required = os.environ.get("SMS_RESPONDER_REQUIRE_POSTGRES") == "1"
@@ -151,7 +90,8 @@ def start_postgres():
             problem = "psycopg is not installed (pip install -r requirements-postgres.txt)"
     if problem:
         (pytest.fail if required else pytest.skip)(problem)
-    return PostgresServer(bin_folder).initialise().start()
+    # Durability settings off: these tests are about the service, not about PostgreSQL's disk.
+    return PostgresServer(bin_folder, durable=False).initialise().start()
 
 
 @pytest.fixture(scope="session")

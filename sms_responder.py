@@ -30,6 +30,7 @@ import random
 import re
 import secrets
 import signal
+import socket
 import socketserver
 import sqlite3
 import string
@@ -52,7 +53,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from plivo import plivoxml
-from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
+from plivo.utils.signature_v3 import construct_get_url, get_signature_v3, get_sorted_params_string
 
 __all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"]
 
@@ -293,6 +294,8 @@ def read_environment() -> dict[str, str]:
 # -- Logging -----------------------------------------------------------------
 
 _CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
 
 
 class TextFormatter(logging.Formatter):
@@ -305,10 +308,10 @@ class TextFormatter(logging.Formatter):
         line = super().formatMessage(record)
         for key, value in getattr(record, "fields", {}).items():
             text = str(value)
-            if not text or any(c.isspace() or c in "\"=" for c in text):
+            if not text or _NEEDS_QUOTES.search(text):
                 text = json.dumps(text)
             line += f" {key}={text}"
-        return line.translate(_CONTROL_CHARS)
+        return line.translate(_CONTROL_CHARS) if _HAS_CONTROL_CHARS.search(line) else line
 
 
 class JsonFormatter(logging.Formatter):
@@ -421,13 +424,16 @@ MIGRATIONS = [
             PRIMARY KEY (plivo_message_uuid, status, error_code)
         )""",
     ],
+    [
+        # The reply limit counts only replies (replied, helped: confirmations are not limited), so that
+        # a flooding sender's count touches at most REPLY_LIMIT rows, however many messages it sends.
+        "DROP INDEX messages_by_sender",
+        "CREATE INDEX messages_replies ON messages (from_number, received_at) WHERE outcome IN ('replied', 'helped')",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_TYPES = {"timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text, which sorts as time
 POSTGRES_TYPES = {"timestamp": "TIMESTAMPTZ", "real": "DOUBLE PRECISION"}
-
-#: Outcomes that count towards the per-sender reply limit (confirmations do not).
-LIMITED_OUTCOMES = ("replied", "helped")
 
 #: Outbox statuses in the order a row moves through them; a report never moves a row back,
 #: and a final status (3) is never replaced by another.
@@ -501,11 +507,14 @@ class Transaction:
         self.execute("UPDATE messages SET outcome = ?, reply = ? WHERE message_uuid = ?",
                      (outcome.value, reply, message_uuid))
 
-    def is_opted_out(self, sender: str, recipient: str) -> bool:
-        """Has this sender opted out of messages from this number of ours?"""
-        row = self.execute("SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?",
-                           (number_key(sender), number_key(recipient))).fetchone()
-        return row is not None
+    def sender_state(self, sender: str, recipient: str, since: float) -> tuple[bool, int]:
+        """Has this sender opted out of this number of ours, and how many limited replies since `since`?"""
+        # The outcomes are written out so that the partial index messages_replies serves the count.
+        return self.execute(
+            "SELECT EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
+            " (SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
+            " AND outcome IN ('replied', 'helped'))",
+            (number_key(sender), number_key(recipient), sender, self.timestamp(since))).fetchone()
 
     def opt_out(self, sender: str, recipient: str, when: float) -> bool:
         """Record an opt-out; False if the sender had already opted out."""
@@ -519,13 +528,6 @@ class Transaction:
         """Remove an opt-out, if there is one."""
         self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
                      (number_key(sender), number_key(recipient)))
-
-    def replies_since(self, sender: str, since: float) -> int:
-        """How many limited replies this sender has had since the given time."""
-        row = self.execute(
-            "SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
-            " AND outcome IN (?, ?)", (sender, self.timestamp(since), *LIMITED_OUTCOMES)).fetchone()
-        return row[0]
 
     def get_message(self, message_uuid: str) -> InboundMessage:
         """A stored inbound message, for the reply function."""
@@ -618,13 +620,98 @@ class SQLiteTransaction(Transaction):
         return iso_time(unix_time)
 
 
+class _Job:
+    """One thread's work for a shared transaction, and what came of it."""
+
+    __slots__ = ("work", "result", "error", "finished", "wake")
+
+    def __init__(self, work: Callable[[Transaction], Any]) -> None:
+        self.work, self.result, self.error, self.finished = work, None, None, False
+        self.wake: threading.Event | None = None  # a waiting job's: set when finished, or when it is to lead
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Runs the work of many threads in shared transactions: one commit, one fsync, per batch.
+
+    SQLite commits one transaction at a time, and at SQLITE_SYNCHRONOUS=full each commit waits
+    for the disk. A thread with work queues it; if no batch is being written, it leads: it runs
+    every queued job in one transaction, each in a savepoint so that a failing job undoes only
+    its own work, commits, hands each job its result, and passes the lead to a job that arrived
+    meanwhile. Alone, a job is its own batch; under load, one fsync serves many messages.
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Transaction], Any]) -> Any:
+        """work(tx) inside a transaction shared with other threads' work; its result, or its exception."""
+        job = _Job(work)
+        with self._lock:
+            self._queue.append(job)
+            leads, self._leading = not self._leading, True
+            if not leads:
+                job.wake = threading.Event()
+        if not leads:
+            job.wake.wait()
+        if not job.finished:  # leading: this job is in the batch it writes
+            self._write_batch()
+        return job.outcome()
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            with self.store.transaction() as tx:
+                for job in batch:
+                    self._run_job(tx, job, isolated=len(batch) > 1)
+        except Exception as error:  # the commit failed: nothing in the batch was stored
+            for job in batch:
+                job.result, job.error = None, error
+        finally:
+            with self._lock:
+                for job in batch:
+                    job.finished = True
+                    if job.wake:
+                        job.wake.set()
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
+            if successor:
+                successor.wake.set()  # it waits: only the leader's own job has no Event
+
+    @staticmethod
+    def _run_job(tx: Transaction, job: _Job, isolated: bool) -> None:
+        if not isolated:  # a batch of one: the transaction itself rolls back on failure
+            try:
+                job.result = job.work(tx)
+            except Exception as error:
+                job.error = error
+                raise
+            return
+        tx.execute("SAVEPOINT job")
+        try:
+            job.result = job.work(tx)
+        except Exception as error:
+            job.error = error
+            tx.execute("ROLLBACK TO job")
+        tx.execute("RELEASE job")
+
+
 class SQLiteStore:
     """Messages and opt-outs in one SQLite file, safe for many threads and processes.
 
     WAL mode lets readers and one writer work at once; every transaction starts
     with BEGIN IMMEDIATE, so writers queue on the busy timeout instead of
     failing, and a count read inside a transaction is still true at commit.
-    Connections are pooled, each used by one thread at a time.
+    Connections are pooled, each used by one thread at a time. Webhooks share
+    transactions through GroupCommit.
     """
 
     def __init__(self, path: str, synchronous: str = "full") -> None:
@@ -634,6 +721,11 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._seen_file = False  # once the file existed, its absence is a fault, not a first start
+        self._group_commit = GroupCommit(self)
+
+    def run(self, work: Callable[[Transaction], Any]) -> Any:
+        """work(tx) in a transaction, possibly shared with other threads' work (group commit)."""
+        return self._group_commit.run(work)
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteTransaction]:
@@ -804,6 +896,11 @@ class PostgresStore:
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
             raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
 
+    def run(self, work: Callable[[Transaction], Any]) -> Any:
+        """work(tx) in a transaction of its own (PostgreSQL groups concurrent commits itself)."""
+        with self.transaction() as tx:
+            return work(tx)
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
         with self.transaction() as tx:
@@ -906,30 +1003,33 @@ def _first(header: str | None) -> str:
     return header.split(",")[0].strip() if header else ""
 
 
-def url_variants(url: str) -> list[str]:
-    """The URL as given and with its default port toggled: Plivo may sign either form."""
+def other_port_form(url: str) -> str | None:
+    """The URL with its default port (:443, :80) removed if present, added if absent: Plivo may sign either."""
     parts = urllib.parse.urlsplit(url)
     default_port = {"https": 443, "http": 80}.get(parts.scheme)
     try:
         port = parts.port
     except ValueError:
-        return [url]
-    if default_port is None:
-        return [url]
-    if port == default_port:
-        netloc = parts.netloc.removesuffix(f":{port}")
-    elif port is None:
-        netloc = f"{parts.netloc}:{default_port}"
-    else:
-        return [url]
-    return [url, urllib.parse.urlunsplit(parts._replace(netloc=netloc))]
+        return None
+    if default_port is None or port not in (None, default_port):
+        return None
+    netloc = parts.netloc.removesuffix(f":{port}") if port else f"{parts.netloc}:{default_port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str) -> bytes:
-    """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules."""
-    # construct_post_url returns bytes; decoding them first is what the SDK's own validator does
-    # (passing the bytes on double-encodes non-ASCII text).
-    return get_signature_v3(token, construct_post_url(url, dict(params)).decode("utf-8"), nonce)
+    """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules.
+
+    The string to sign is the SDK's construct_post_url(url, params), taken in its two SDK-made
+    halves so that the URL half, the same for every request, is parsed once. It is handed on as
+    str, as the SDK's own validator does (bytes would double-encode non-ASCII text).
+    """
+    return get_signature_v3(token, _signed_url(url, bool(params)) + get_sorted_params_string(params), nonce)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
+def _signed_url(url: str, has_params: bool) -> str:
+    return construct_get_url(url, {}, empty_post_params=not has_params).decode("utf-8")
 
 
 def v2_signature(token: bytes, url: str, nonce: str) -> bytes:
@@ -954,14 +1054,18 @@ def signature_is_valid(headers: SignatureHeaders, environ: WSGIEnvironment, url:
         return False
     if headers is V3_HEADERS and params is None:
         return False  # V3 covers the body, and there is no body to cover
-    for candidate_url in url_variants(url):
+
+    def signed_for(candidate_url: str) -> bool:
         if headers is V3_HEADERS:
             expected = v3_signature(token, candidate_url, params, nonce)
         else:
             expected = v2_signature(token, candidate_url, nonce)
-        if any(signature_matches(expected, header) for header in presented):
-            return True
-    return False
+        return any(signature_matches(expected, header) for header in presented)
+
+    if signed_for(url):
+        return True
+    other_url = other_port_form(url)
+    return other_url is not None and signed_for(other_url)
 
 
 # -- Messages ----------------------------------------------------------------
@@ -1079,7 +1183,7 @@ class HTTPError(Exception):
         self.log_fields = log_fields
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Response:
     """What a handler decided to answer; SmsResponder.__call__ encodes it."""
 
@@ -1088,6 +1192,9 @@ class Response:
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
     log_fields: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+STATUS_LINES = {status: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def json_response(status: HTTPStatus, document: Mapping[str, str]) -> Response:
@@ -1220,7 +1327,7 @@ class SmsResponder:
             self.log_webhook(response, started)
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
                    *response.headers]
-        start_response(f"{response.status.value} {response.status.phrase}", headers)
+        start_response(STATUS_LINES[response.status], headers)
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
 
     def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
@@ -1250,27 +1357,31 @@ class SmsResponder:
         log.debug("text of %s: %r", message.message_uuid, message.text)
         now = time.time()
         try:
-            with self.store.transaction() as tx:
-                if not tx.add_message(message, now, v2_nonce):                      # 5
-                    return self.xml_answer(message, Outcome.DUPLICATE, None)
-                outcome, reply = self.choose_reply(tx, message, now)                # 7, 8
-                reply = clean_reply(reply)                                          # 9
-                tx.record_reply(message.message_uuid, outcome, reply)               # 6
-                if self.settings.reply_mode == "api" and outcome.value in QUEUED_OUTCOMES:
-                    tx.queue_reply(message, reply, now)  # sent by the worker; this answer stays empty
-                    reply = None
+            outcome, reply = self.store.run(lambda tx: self.record(tx, message, now, v2_nonce))  # 5-9
         except NonceReused:
             raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
                             message_uuid=message.message_uuid) from None
         return self.xml_answer(message, outcome, reply)
+
+    def record(self, tx: Transaction, message: InboundMessage, now: float,
+               v2_nonce: str | None) -> tuple[Outcome, str | None]:
+        """Steps 5-9 in the message's transaction: dedupe, keywords, reply limit, storage; the reply."""
+        if not tx.add_message(message, now, v2_nonce):                              # 5
+            return Outcome.DUPLICATE, None
+        outcome, reply = self.choose_reply(tx, message, now)                        # 7, 8
+        reply = clean_reply(reply)                                                  # 9
+        tx.record_reply(message.message_uuid, outcome, reply)                       # 6
+        if self.settings.reply_mode == "api" and outcome.value in QUEUED_OUTCOMES:
+            tx.queue_reply(message, reply, now)  # sent by the worker; this answer stays empty
+            return outcome, None
+        return outcome, reply
 
     def handle_status(self, environ: WSGIEnvironment) -> Response:
         """A delivery report for a reply sent through the API: stored once, its outbox row moved forward."""
         form, v2_nonce = self.signed_form(environ)
         report = parse_report(form)
         try:
-            with self.store.transaction() as tx:
-                tx.add_delivery_report(report, time.time(), v2_nonce)
+            self.store.run(lambda tx: tx.add_delivery_report(report, time.time(), v2_nonce))
         except NonceReused:
             raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another report",
                             message_uuid=report.plivo_message_uuid) from None
@@ -1313,9 +1424,10 @@ class SmsResponder:
         if keyword is Keyword.OPT_IN:
             tx.opt_in(message.sender, message.recipient)
             return Outcome.STARTED, self.settings.start_text
-        if keyword is not Keyword.HELP and tx.is_opted_out(message.sender, message.recipient):
+        opted_out, recent_replies = tx.sender_state(message.sender, message.recipient, now - self.settings.reply_window)
+        if opted_out and keyword is not Keyword.HELP:
             return Outcome.OPTED_OUT, None
-        if tx.replies_since(message.sender, now - self.settings.reply_window) >= self.settings.reply_limit:
+        if recent_replies >= self.settings.reply_limit:
             return Outcome.RATE_LIMITED, None
         if keyword is Keyword.HELP:
             return Outcome.HELPED, self.settings.help_text
@@ -1522,6 +1634,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
     daemon_threads = False  # server_close() then waits for requests in flight (graceful shutdown)
     block_on_close = True
+    request_queue_size = socket.SOMAXCONN  # socketserver's default backlog of 5 resets bursts of connections
 
     def handle_error(self, request, client_address) -> None:
         log.warning("connection from %s failed: %s", client_address[0], sys.exc_info()[1])

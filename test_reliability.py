@@ -81,13 +81,18 @@ def unique_sender(i):
     return f"1415{i:07d}"
 
 
-@pytest.fixture
-def hosts(services, database_url, backend):
-    """The service as deployed: gunicorn -w 3 on one SQLite file, or two hosts (gunicorn -w 2 each) on PostgreSQL."""
+@pytest.fixture(params=["gunicorn", "stdlib"])
+def hosts(request, services, database_url, backend):
+    """The service as deployed: on one SQLite file, gunicorn -w 3 (processes) or the threaded stdlib server
+    (whose threads share transactions); on PostgreSQL, two hosts sharing the database."""
     env = {"PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url}
-    if backend == "sqlite":
-        return [services(env, kind="gunicorn", workers=3)]
-    return [services(env, kind="gunicorn", workers=2) for _ in range(2)]
+    if backend == "postgresql":
+        return [services(env, kind=request.param, workers=2) for _ in range(2)]
+    return [services(env, kind=request.param, workers=3)]
+
+
+def host_label(hosts):
+    return f"{len(hosts)} x {'gunicorn' if 'gunicorn' in hosts[0].argv else 'stdlib'}"
 
 
 # -- 1. Duplicate race under gunicorn ----------------------------------------
@@ -119,8 +124,8 @@ class TestDuplicateRace:
             assert replies.count(f"You said: race {round_}") == 1
             assert replies.count(None) == 19
         assert query(database_url, "SELECT count(*) FROM messages") == [(5,)]
-        figures[f"duplicate race, {backend}"] = {"hosts": len(hosts), "rounds": 5, "copies": 100, "replies": 5,
-                                                 "rows": 5}
+        figures[f"duplicate race, {backend}, {host_label(hosts)}"] = {"rounds": 5, "copies": 100, "replies": 5,
+                                                                    "rows": 5}
 
     def test_twenty_stops_from_one_sender_get_one_confirmation(self, hosts, database_url):
         for round_ in range(5):
@@ -159,7 +164,7 @@ def test_two_thousand_messages_over_eight_threads(hosts, database_url, backend, 
         host.stop()
         assert "database is locked" not in host.log()
         assert "Traceback" not in host.log()
-    figures[f"load, {backend}, {len(hosts)} host(s)"] = {
+    figures[f"load, {backend}, {host_label(hosts)}"] = {
         "sent": 2000, "acknowledged": 2000, "stored": 2000, "replied": 2000, "seconds": round(elapsed, 1),
         "per_second": round(2000 / elapsed)}
 

@@ -5,6 +5,8 @@ the official plivo SDK; every app writes a real SQLite file under tmp_path.
 """
 
 import base64
+import concurrent.futures
+import contextlib
 import hashlib
 import hmac
 import io
@@ -14,6 +16,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -563,6 +566,80 @@ class TestStorage:
         app = make_app(sqlite_synchronous=synchronous)
         with app.store.transaction() as tx:
             assert tx.connection.execute("PRAGMA synchronous").fetchone()[0] == expected
+
+
+@pytest.mark.sqlite_only
+class TestGroupCommit:
+    """SQLite's GroupCommit: concurrent webhooks share transactions; each keeps its own outcome."""
+
+    def run_together(self, store, works):
+        """Run the works from threads, the first holding its batch open until all others have queued."""
+        release = threading.Event()
+        first, *others = works
+
+        def held(tx):
+            release.wait(timeout=30)
+            return first(tx)
+
+        with concurrent.futures.ThreadPoolExecutor(len(works)) as pool:
+            futures = [pool.submit(store.run, held)]
+            deadline = time.monotonic() + 30
+            while not store._group_commit._leading:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            futures += [pool.submit(store.run, work) for work in others]
+            while len(store._group_commit._queue) < len(others):  # all queued behind the held batch
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            release.set()
+            return [future.exception() or future.result() for future in futures]
+
+    def insert(self, name, fail=False):
+        def work(tx):
+            tx.execute("INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls,"
+                       " received_at) VALUES (?, '1', '2', '', 'sms', '[]', '')", (name,))
+            if fail:
+                raise RuntimeError(f"{name} failed")
+            return name
+        return work
+
+    def test_queued_work_shares_one_commit(self, app, db, monkeypatch):
+        store, transactions = app.store, []
+        real = store.transaction
+        monkeypatch.setattr(store, "transaction", lambda: transactions.append(1) or real())
+        app.store.ping()
+        transactions.clear()
+        results = self.run_together(store, [self.insert(f"m{i}") for i in range(10)])
+        assert results == [f"m{i}" for i in range(10)]
+        assert len(transactions) == 2  # the held batch of one, then the nine that queued behind it
+        assert count(db) == 10
+
+    def test_a_failing_job_undoes_only_its_own_work(self, app, db):
+        app.store.ping()
+        works = [self.insert("held"), self.insert("a"), self.insert("b", fail=True), self.insert("c")]
+        results = self.run_together(app.store, works)
+        assert results[:2] == ["held", "a"] and str(results[2]) == "b failed" and results[3] == "c"
+        assert sorted(row[0] for row in db.execute("SELECT message_uuid FROM messages")) == ["a", "c", "held"]
+
+    def test_a_failed_commit_fails_every_job_of_the_batch(self, app, db, monkeypatch):
+        app.store.ping()
+        store = app.store
+        real = store.transaction
+        calls = []
+
+        @contextlib.contextmanager
+        def failing_second():
+            calls.append(1)
+            with real() as tx:
+                yield tx
+                if len(calls) == 2:
+                    raise sms_responder.StoreUnavailable("disk gone")  # after the jobs, before COMMIT
+
+        monkeypatch.setattr(store, "transaction", failing_second)
+        results = self.run_together(store, [self.insert(f"m{i}") for i in range(4)])
+        assert results[0] == "m0"
+        assert all(isinstance(result, sms_responder.StoreUnavailable) for result in results[1:])
+        assert [row[0] for row in db.execute("SELECT message_uuid FROM messages")] == ["m0"]
 
 
 @pytest.mark.parametrize("text", [
