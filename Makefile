@@ -28,7 +28,13 @@ $(VENV)/installed-postgres: requirements-postgres.txt $(VENV)/installed
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# make bench: the in-process and outbox benchmarks (README, "Performance")
-bench: $(VENV)/installed
+# make bench: the README's "Performance" figures: in-process cost, the outbox worker, every host
+bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
+	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): using the slower Python client"
 	$(VENV_PYTHON) bench_sms_responder.py inprocess
 	$(VENV_PYTHON) bench_sms_responder.py outbox
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py matrix
+
+$(VENV)/installed-bench: requirements-bench.txt $(VENV)/installed
+	$(VENV_PYTHON) -m pip install --quiet -r requirements-bench.txt
+	touch $@

@@ -5,6 +5,7 @@
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
                                               # a WSGI host on 127.0.0.1 under load from a separate process
+    python bench_sms_responder.py matrix      # the README's table: every host, both durabilities, both backends
 
 Every run uses a fresh database (a SQLite file in a temporary folder, or with --backend
 postgresql a throwaway PostgreSQL server) and requests signed with the plivo SDK, each with its
@@ -145,11 +146,17 @@ def run_outbox(args):
 
 # -- Over HTTP: a WSGI host, and load from a separate process ---------------------
 
-def bare_application(environ, start_response):
-    """The ceiling of a host: a WSGI app that answers a fixed reply and does nothing else."""
-    body = b'<Response><Message src="14155550100" dst="14155550123" type="sms">You said: hello</Message></Response>'
-    start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-    return [body]
+# The ceiling of a host, and the baseline for memory: a module that imports nothing and answers a
+# fixed reply. It is written to the run's folder so that the host loads nothing else.
+BARE_APP = """
+BODY = b'<Response><Message src="14155550100" dst="14155550123" type="sms">You said: hello</Message></Response>'
+
+
+def application(environ, start_response):
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+"""
 
 
 def host_command(host, port, workers, threads, app):
@@ -206,7 +213,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  requests, sent, good, bad, exhausted, expected = {}, 0, 0, 0, 0, args[3]
+  requests, sent, good, bad, exhausted, expected, cycle = {}, 0, 0, 0, 0, args[3], args[4] == "cycle"
   local index, total = 0, tonumber(args[2])
   for line in io.lines(args[1]) do
     if index % total == id then
@@ -220,7 +227,9 @@ function init(args)
 end
 function request()
   sent = sent + 1
-  if sent > #requests then exhausted = 1; wrk.thread:stop(); return spare end
+  if sent > #requests then
+    if cycle then sent = 1 else exhausted = 1; wrk.thread:stop(); return spare end
+  end
   return requests[sent]
 end
 function response(status, headers, body)
@@ -241,8 +250,8 @@ end
 """
 
 
-def load_with_wrk(url, requests, connections, seconds, folder, cpu):
-    """Load the service for `seconds` with wrk, each request at most once; what it counted."""
+def load_with_wrk(url, requests, connections, seconds, folder, cpu, cycle=False):
+    """Load the service for `seconds` with wrk, each request at most once (unless cycling); what it counted."""
     request_file = folder / "requests.tsv"
     request_file.write_text("".join(f"{body.decode()}\t{headers['X-Plivo-Signature-V3']}\t"
                                     f"{headers['X-Plivo-Signature-V3-Nonce']}\n" for body, headers in requests))
@@ -251,7 +260,7 @@ def load_with_wrk(url, requests, connections, seconds, folder, cpu):
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     output = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                              "-s", str(script), f"{url}{sms_responder.WEBHOOK_PATH}", "--", str(request_file), "1",
-                             "<Message"], capture_output=True, text=True, check=True)
+                             "<Message", "cycle" if cycle else "once"], capture_output=True, text=True, check=True)
     counted = json.loads(output.stdout.strip().splitlines()[-1])
     if counted["exhausted"]:
         raise SystemExit(f"wrk used all {len(requests)} pre-signed requests before {seconds} s: raise --messages")
@@ -298,23 +307,25 @@ def wait_until_serving(url, process, timeout=30):
 
 
 def run_http(args):
-    app = "bench_sms_responder:bare_application" if args.app == "bare" else "sms_responder:application"
+    app = "bare_app:application" if args.app == "bare" else "sms_responder:application"
     if args.app == "bare" and args.host == "stdlib":
         raise SystemExit("--app bare needs a WSGI host other than stdlib")
     cpus = (0, 1) if os.cpu_count() >= 2 and shutil.which("taskset") and not args.no_pin else (None, None)
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
-        postgres = start_bench_postgres(folder) if args.backend == "postgresql" else None
+        postgres = start_bench_postgres(cpus[0]) if args.backend == "postgresql" else None
         database_url = postgres.url() if postgres else f"sqlite:///{folder / 'bench.db'}"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        (folder / "bare_app.py").write_text(BARE_APP)
         env = {**os.environ, "PLIVO_AUTH_TOKEN": TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url,
-               "SQLITE_SYNCHRONOUS": args.synchronous, "REPLY_LIMIT": "1000000", "PYTHONPATH": str(Path.cwd())}
+               "SQLITE_SYNCHRONOUS": args.synchronous, "REPLY_LIMIT": "1000000",
+               "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{folder}"}
         pin = ["taskset", "-c", str(cpus[0])] if cpus[0] is not None else []
         signing_url = f"{url}{sms_responder.WEBHOOK_PATH}"
         warmup = [signed_request(webhook_form(f"1999{i:07d}", "warm"), url=signing_url) for i in range(200)]
-        requests = [signed_request(webhook_form(f"1415{i:07d}", "hello"), url=signing_url)
-                    for i in range(args.messages)]
+        count = min(args.messages, 2000) if args.app == "bare" else args.messages  # the bare app cycles them
+        requests = [signed_request(webhook_form(f"1415{i:07d}", "hello"), url=signing_url) for i in range(count)]
         with open(folder / "server.log", "wb") as log:
             server = subprocess.Popen([*pin, *host_command(args.host, port, args.workers, args.threads, app)],
                                       env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent)
@@ -322,12 +333,17 @@ def run_http(args):
             wait_until_serving(url, server)
             load_with_python(url, [(body, headers) for body, headers in warmup], 8)  # builds the app in every worker
             pids = process_tree(server.pid)
-            cpu_before = cpu_seconds(pids)
+
+            def service_pids():  # the host's processes and the database server's: its CPU is the service's too
+                return process_tree(server.pid) + (process_tree(postgres.pid()) if postgres else [])
+
+            cpu_before = cpu_seconds(service_pids())
             if shutil.which("wrk"):
-                counted = load_with_wrk(url, requests, args.connections, args.seconds, folder, cpus[1])
+                counted = load_with_wrk(url, requests, args.connections, args.seconds, folder, cpus[1],
+                                        cycle=args.app == "bare")
             else:
                 counted = load_with_python(url, requests, args.connections)
-            server_cpu = cpu_seconds(pids) - cpu_before
+            server_cpu = cpu_seconds(service_pids()) - cpu_before
             worker_rss = max(rss_mb(pid) for pid in pids if pid != server.pid or len(pids) == 1)
             stored = count_stored(database_url) if args.app != "bare" else None
         finally:
@@ -361,12 +377,41 @@ def count_stored(database_url):
         return connection.execute("SELECT count(*) FROM messages").fetchone()[0]
 
 
-def start_bench_postgres(folder):
-    """A throwaway PostgreSQL with its default (durable) settings."""
+def start_bench_postgres(cpu):
+    """A throwaway PostgreSQL with its default (durable) settings, on the service's CPU."""
     bin_folder = postgres_bin()
     if bin_folder is None:
         raise SystemExit("--backend postgresql needs PostgreSQL installed (Debian: apt-get install postgresql)")
-    return PostgresServer(bin_folder, durable=True).initialise().start()
+    return PostgresServer(bin_folder, durable=True, cpu=cpu).initialise().start()
+
+
+# The README's table: (label, options of the http mode).
+MATRIX = [
+    ("bare app, gunicorn sync -w1 (ceiling)", ["--host", "gunicorn-sync", "--app", "bare"]),
+    ("gunicorn sync -w1, normal", ["--host", "gunicorn-sync", "--synchronous", "normal"]),
+    ("gunicorn sync -w1, full", ["--host", "gunicorn-sync", "--synchronous", "full"]),
+    ("gunicorn sync -w3, full", ["--host", "gunicorn-sync", "--workers", "3", "--synchronous", "full"]),
+    ("gunicorn sync -w3, postgresql", ["--host", "gunicorn-sync", "--workers", "3", "--backend", "postgresql"]),
+    ("stdlib server, full", ["--host", "stdlib", "--synchronous", "full"]),
+    ("gunicorn gthread -w1 --threads 16, full", ["--host", "gunicorn-gthread", "--synchronous", "full"]),
+    ("granian -w1, 16 threads, full", ["--host", "granian", "--synchronous", "full"]),
+    ("uwsgi -w1, 16 threads, full", ["--host", "uwsgi", "--synchronous", "full"]),
+    ("uwsgi -w1, 16 threads, normal", ["--host", "uwsgi", "--synchronous", "normal"]),
+    ("uwsgi -w1, 16 threads, postgresql", ["--host", "uwsgi", "--backend", "postgresql"]),
+    ("bare app, uwsgi -w1 (ceiling)", ["--host", "uwsgi", "--app", "bare"]),
+]
+
+
+def run_matrix(args):
+    rows = []
+    for label, options in MATRIX:
+        extra = ["--seconds", str(args.seconds), "--messages", str(args.messages), "--connections",
+                 str(args.connections)] + (["--no-pin"] if args.no_pin else [])
+        report = run_http(parse_args(["http", *options, *extra]))
+        rows.append({"path": label, **{key: value for key, value in report["results"][0].items() if key != "path"}})
+        print(f"  {label}: {rows[-1]['req_per_s']} req/s", file=sys.stderr, flush=True)
+    return {"mode": "matrix", "seconds": args.seconds, "connections": args.connections,
+            "load": "wrk" if shutil.which("wrk") else "python", "results": rows}
 
 
 # -- Output ---------------------------------------------------------------------
@@ -377,15 +422,16 @@ def print_table(report):
     title = ", ".join(f"{key}={value}" for key, value in report.items() if key != "results")
     print(title)
     widths = [max(len(column), 8) + 2 for column in columns]
-    print(f"{'path':<22}" + "".join(f"{column:>{width}}" for column, width in zip(columns, widths, strict=True)))
+    first = max(22, *(len(row["path"]) + 2 for row in rows))
+    print(f"{'path':<{first}}" + "".join(f"{column:>{width}}" for column, width in zip(columns, widths, strict=True)))
     for row in rows:
-        print(f"{row['path']:<22}" + "".join(f"{row[column]:>{width}}" for column, width in
-                                             zip(columns, widths, strict=True)))
+        print(f"{row['path']:<{first}}" + "".join(f"{row[column]:>{width}}" for column, width in
+                                                zip(columns, widths, strict=True)))
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "http"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "http", "matrix"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -410,8 +456,13 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.messages is None:
-        args.messages = 120000 if args.mode == "http" else 2000
-    report = {"inprocess": run_inprocess, "outbox": run_outbox, "http": run_http}[args.mode](args)
+        args.messages = 120000 if args.mode in ("http", "matrix") else 2000
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = {"inprocess": run_inprocess, "outbox": run_outbox, "http": run_http, "matrix": run_matrix}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

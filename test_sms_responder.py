@@ -791,6 +791,15 @@ class TestReplyText:
     def test_xml_stays_well_formed_with_one_message(self, client, text, expected):
         assert reply_of(post(client, inbound(Text=text))) == f"You said: {expected}"
 
+    def test_xml_safe_removes_exactly_what_xml_1_0_cannot_carry(self):
+        everything = "".join(map(chr, range(0x110000)))
+        kept = sms_responder.xml_safe(everything)
+        allowed = [c for c in everything if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
+                   or c >= "\U00010000"]  # the Char production of XML 1.0
+        assert kept == "".join(allowed)
+        built = sms_responder.reply_xml("1", "2", kept)  # lxml, the SDK's builder, accepts all of it
+        assert ET.fromstring(built).find("Message").text == kept  # lxml writes CR as &#13;, so it survives
+
     def test_long_reply_is_cut_to_1600_characters(self, client, db):
         reply = reply_of(post(client, inbound(Text="x" * 1700)))
         assert len(reply) == 1600

@@ -32,9 +32,10 @@ def postgres_bin():
 class PostgresServer:
     """A throwaway PostgreSQL on 127.0.0.1 and a free port, in a temporary folder."""
 
-    def __init__(self, bin_folder, durable=True):
+    def __init__(self, bin_folder, durable=True, cpu=None):
         self.bin = bin_folder
         self.durable = durable
+        self.pin = ["taskset", "-c", str(cpu)] if cpu is not None else []  # the benchmark's CPU budget
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="sms-responder-pg-"))  # not under pytest's 0700 tmp
         # initdb refuses to run as root: run the server as the unprivileged user Debian's package creates.
@@ -54,9 +55,13 @@ class PostgresServer:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=400"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
+        self.run(*self.pin, str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
                  "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
         return self
+
+    def pid(self):
+        """The postmaster's pid (its first line of postmaster.pid)."""
+        return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
 
     def stop(self):
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
