@@ -2,11 +2,13 @@
 """sms_responder: a two-way SMS service for Plivo, in one WSGI module.
 
 Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks
-Plivo's signature, stores the message exactly once, honours STOP/START/HELP,
-limits automatic replies per sender, and answers with Plivo XML that sends
-the reply.
+Plivo's signature, stores the message exactly once (SQLite, or PostgreSQL for
+several hosts), honours STOP/START/HELP, limits automatic replies per sender,
+and answers with Plivo XML that sends the reply, or queues the reply for the
+Plivo REST API when replies are slow (REPLY_MODE=api).
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
+    python sms_responder.py worker          # send queued replies (REPLY_MODE=api)
     python sms_responder.py send "hello"    # play Plivo against the running service
     gunicorn sms_responder:application      # or any other WSGI host
 

@@ -642,17 +642,16 @@ class TestGroupCommit:
         assert [row[0] for row in db.execute("SELECT message_uuid FROM messages")] == ["m0"]
 
 
-@pytest.mark.parametrize("text", [
-    "STOP", "stop", " Stop! ", "STOPALL", "stop all", "Stop  All", "UNSUBSCRIBE", "Unsubscribe.", "unsub",
-    "CANCEL", "end", "Quit", "REVOKE", "optout", "opt out", "OPT OUT!!", "stop\n",
-])
-def test_opt_out_family(client, db, text):
-    assert reply_of(post(client, inbound(Text=text))) == sms_responder.DEFAULT_STOP_TEXT
-    assert count(db, "opt_outs") == 1
-
-
 class TestKeywords:
     """Step 7: STOP, START and HELP families, opt-outs, MessageIntent, our own numbers."""
+
+    @pytest.mark.parametrize("text", [
+        "STOP", "stop", " Stop! ", "STOPALL", "stop all", "Stop  All", "UNSUBSCRIBE", "Unsubscribe.", "unsub",
+        "CANCEL", "end", "Quit", "REVOKE", "optout", "opt out", "OPT OUT!!", "stop\n",
+    ])
+    def test_opt_out_family(self, client, db, text):
+        assert reply_of(post(client, inbound(Text=text))) == sms_responder.DEFAULT_STOP_TEXT
+        assert count(db, "opt_outs") == 1
 
     @pytest.mark.parametrize("text", ["START", "yes", "Unstop", "resume."])
     def test_opt_in_family(self, client, db, text):
