@@ -438,6 +438,16 @@ SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_TYPES = {"timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text, which sorts as time
 POSTGRES_TYPES = {"timestamp": "TIMESTAMPTZ", "real": "DOUBLE PRECISION"}
 
+
+def migrate(execute: Callable[[str], object], version: int, types: Mapping[str, str], database: str) -> None:
+    """Bring a schema at `version` up to SCHEMA_VERSION; refuse one newer than this code knows."""
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(f"{database} has schema version {version}; "
+                               f"this sms_responder knows up to {SCHEMA_VERSION}")
+    for statements in MIGRATIONS[version:]:
+        for statement in statements:
+            execute(statement.format(**types))
+
 #: Outbox statuses in the order a row moves through them; a report never moves a row back,
 #: and a final status (3) is never replaced by another.
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
@@ -856,12 +866,7 @@ class SQLiteStore:
         connection.execute("BEGIN IMMEDIATE")
         try:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailable(f"{self.path} has schema version {version}; "
-                                       f"this sms_responder knows up to {SCHEMA_VERSION}")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement.format(**SQLITE_TYPES))
+            migrate(connection.execute, version, SQLITE_TYPES, self.path)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             _rollback(connection)
@@ -968,12 +973,7 @@ class PostgresStore:
                 connection.execute("SELECT pg_advisory_xact_lock(7270001)")  # any constant, same for all
                 connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 version = connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise StoreUnavailable(f"the database has schema version {version}; "
-                                           f"this sms_responder knows up to {SCHEMA_VERSION}")
-                for statements in MIGRATIONS[version:]:
-                    for statement in statements:
-                        connection.execute(statement.format(**POSTGRES_TYPES))
+                migrate(connection.execute, version, POSTGRES_TYPES, redact_url(self.url))
                 if version < SCHEMA_VERSION:
                     connection.execute("DELETE FROM schema_version")
                     connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
@@ -1325,7 +1325,8 @@ def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
 
 ReplyFunction = Callable[[InboundMessage], "str | None"]
 #: Outcomes whose reply goes through the outbox in REPLY_MODE=api.
-QUEUED_OUTCOMES = frozenset({"replied", "helped", "stopped", "started"})
+QUEUED_OUTCOMES = frozenset({Outcome.REPLIED, Outcome.HELPED, Outcome.STOPPED, Outcome.STARTED})
+
 
 class SmsResponder:
     """The WSGI application: the health check and Plivo's messaging and status webhooks."""
@@ -1410,7 +1411,7 @@ class SmsResponder:
         outcome, reply = self.choose_reply(tx, message, now)                        # 7, 8
         reply = clean_reply(reply)                                                  # 9
         tx.record_reply(message.message_uuid, outcome, reply)                       # 6
-        if self.settings.reply_mode == "api" and outcome.value in QUEUED_OUTCOMES:
+        if self.settings.reply_mode == "api" and outcome in QUEUED_OUTCOMES:
             tx.queue_reply(message, reply, now)  # sent by the worker; this answer stays empty
             return outcome, None
         return outcome, reply
@@ -1444,9 +1445,11 @@ class SmsResponder:
         if not any(signature_is_valid(headers, environ, url, form, self.token) for headers in self.signature_checks):
             uuid_field = (form or {}).get("MessageUUID", [""])[0]
             raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
+        if V2_HEADERS not in self.signature_checks:
+            return None
         # A V2 signature does not cover the body: bind its nonce to this message even when V3 matched,
         # or its V2 headers could be replayed with another MessageUUID and another text.
-        return environ.get(V2_HEADERS.nonce) or None if V2_HEADERS in self.signature_checks else None
+        return environ.get(V2_HEADERS.nonce) or None
 
     def choose_reply(self, tx: Transaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
         """Keywords, opt-outs and the reply limit (steps 7 and 8): what to answer, if anything."""

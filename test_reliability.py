@@ -495,16 +495,21 @@ class TestFaults:
     def send(self, service, text):
         return post_raw(service.url, *signed_body(service.url, inbound(Text=text)))
 
+    def refused_while_faulty(self, service, why):
+        """/health 503, a webhook 500 (so Plivo retries), a log line saying why; the refused request."""
+        assert health(service) == 503
+        pending = signed_body(service.url, inbound(Text="during"))
+        assert post_raw(service.url, *pending)[0] == 500
+        assert why in service.log()
+        return pending
+
     def test_read_only_file(self, services, tmp_path):
         service = self.serve_on(services, tmp_path / "data")
         database = tmp_path / "data" / "sms.db"
         assert self.send(service, "before")[0] == 200
         make_read_only(database, True)
         try:
-            assert health(service) == 503
-            pending = signed_body(service.url, inbound(Text="during"))
-            assert post_raw(service.url, *pending)[0] == 500
-            assert "read-only" in service.log()
+            pending = self.refused_while_faulty(service, "read-only")
         finally:
             make_read_only(database, False)
         assert health(service) == 200
@@ -517,10 +522,7 @@ class TestFaults:
         assert self.send(service, "before")[0] == 200
         folder.rename(tmp_path / "elsewhere")
         try:
-            assert health(service) == 503
-            pending = signed_body(service.url, inbound(Text="during"))
-            assert post_raw(service.url, *pending)[0] == 500
-            assert "disappeared" in service.log()
+            pending = self.refused_while_faulty(service, "disappeared")
         finally:
             (tmp_path / "elsewhere").rename(folder)
         assert health(service) == 200
