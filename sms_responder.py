@@ -720,11 +720,10 @@ class GroupCommit:
 class SQLiteStore:
     """Messages and opt-outs in one SQLite file, safe for many threads and processes.
 
-    WAL mode lets readers and one writer work at once; every transaction starts
-    with BEGIN IMMEDIATE, so writers queue on the busy timeout instead of
-    failing, and a count read inside a transaction is still true at commit.
-    Connections are pooled, each used by one thread at a time. Webhooks share
-    transactions through GroupCommit.
+    WAL mode lets readers and one writer work at once; writers take turns on a
+    lock file (_writers_turn), then BEGIN IMMEDIATE, so a count read inside a
+    transaction is still true at commit. Connections are pooled, each used by
+    one thread at a time. Webhooks share transactions through GroupCommit.
     """
 
     def __init__(self, path: str, synchronous: str = "full") -> None:
@@ -1696,8 +1695,9 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
     app = create_app(reply=args.reply, **overrides)
     settings = app.settings
-    worker = start_worker(app) if args.with_worker else None
-    if settings.reply_mode == "api" and worker is None:
+    if args.with_worker:
+        require_auth_id(settings)
+    elif settings.reply_mode == "api":
         log.warning("REPLY_MODE=api: replies wait in the outbox until `sms_responder.py worker` runs")
     try:
         app.store.ping()  # create the schema now, and fail now if the database cannot be written
@@ -1705,6 +1705,7 @@ def serve(args: argparse.Namespace) -> int:
     except (StoreUnavailable, OSError) as error:
         log.error("cannot start: %s", error)
         return 1
+    worker = start_worker(app) if args.with_worker else None  # only once serving: its thread keeps us alive
     port = server.server_address[1]
     local_url = f"http://{settings.host}:{port}{WEBHOOK_PATH}"
     log.info("serving on http://%s:%s", settings.host, port)
@@ -1733,7 +1734,6 @@ def serve(args: argparse.Namespace) -> int:
 
 def start_worker(app: SmsResponder) -> OutboxWorker:
     """An outbox worker on a thread of this process (serve --with-worker)."""
-    require_auth_id(app.settings)
     worker = OutboxWorker(app)
     threading.Thread(target=worker.run, name="outbox-worker").start()
     return worker

@@ -6,6 +6,9 @@ Plivo documents them. Everything else is real: SQLite files, worker processes,
 kill -9, SDK-signed delivery reports.
 """
 
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -371,6 +374,19 @@ class TestWorkerProcesses:
         assert service.process.wait(timeout=30) == 2
         assert service.log().strip() == ("sms_responder: PLIVO_AUTH_ID is required to send through the Plivo REST API"
                                          " (worker, --with-worker)")
+
+    def test_serve_with_worker_exits_when_it_cannot_serve(self, services, worker_env, tmp_path):
+        taken = services(worker_env)  # holds the port
+        result = subprocess.run([sys.executable, str(sms_responder.__file__), "--port", str(taken.port),
+                                 "--with-worker"], env={"PATH": os.environ["PATH"], **worker_env}, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30)  # a worker thread left running would hang
+        assert result.returncode == 1 and "cannot start" in result.stderr
+
+    def test_serve_with_worker_without_auth_id_exits_2(self, worker_env, tmp_path):
+        result = subprocess.run([sys.executable, str(sms_responder.__file__), "--with-worker"],
+                                env={"PATH": os.environ["PATH"], **worker_env, "PLIVO_AUTH_ID": ""}, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and "PLIVO_AUTH_ID is required" in result.stderr
 
     def test_serve_with_worker_sends_within_two_seconds(self, services, worker_env, fake_api, figures):
         service = services(worker_env, "--with-worker")
