@@ -33,6 +33,7 @@ bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
 	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): using the slower Python client"
 	$(VENV_PYTHON) bench_sms_responder.py inprocess
 	$(VENV_PYTHON) bench_sms_responder.py outbox
+	$(VENV_PYTHON) bench_sms_responder.py rules
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py matrix
 
 $(VENV)/installed-bench: requirements-bench.txt $(VENV)/installed

@@ -3,6 +3,7 @@
 
     python bench_sms_responder.py inprocess   # cost per webhook, by path, calling the WSGI app directly
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
+    python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
                                               # a WSGI host on 127.0.0.1 under load from a separate process
     python bench_sms_responder.py matrix      # the README's table: every host, both durabilities, both backends
@@ -118,6 +119,86 @@ def run_inprocess(args):
              "cpu_us": round(statistics.median(c for _, c in samples), 1)} for path, samples in rounds.items()]
     return {"mode": "inprocess", "messages": args.messages, "rounds": args.rounds, "synchronous": args.synchronous,
             "reply_mode": args.reply_mode, "results": rows}
+
+
+# -- What reply rules cost -------------------------------------------------------
+
+def fifty_rules():
+    """A 50-rule file as an owner writes one: keyword answers, a few patterns, conditions on number and time.
+    "hello" matches none of them; "last" matches only the last."""
+    rules = ['[hours]\ntimezone = "America/New_York"\nmon-fri = "09:00-17:00"\n']
+    rules += [f'[[rule]]\nname = "keyword {i}"\nkeywords = ["WORD{i}", "OTHER{i}"]\nreply = "answer {i}"\n'
+              for i in range(40)]
+    rules += [f"[[rule]]\nname = \"pattern {i}\"\npattern = '\\b(price{i}|cost{i})\\b'\nreply = \"p{i}\"\n"
+              for i in range(5)]
+    rules += ['[[rule]]\nname = "uk"\nfrom = ["+44"]\nreply = "uk"\n',
+              f'[[rule]]\nname = "line"\nto = ["{OUR_NUMBER}"]\nmedia = true\nreply = "line"\n',
+              '[[rule]]\nname = "weekend"\nwhen = "closed"\nkeywords = ["WEEKEND"]\nreply = "closed"\n',
+              '[[rule]]\nname = "mms"\nmedia = true\nreply = "picture"\n',
+              '[[rule]]\nname = "last"\nkeywords = ["last"]\nreply = "You said: last"\n']
+    return "".join(rules)
+
+
+def run_rules(args):
+    """CPU per replied message without RULES_FILE and with 50 rules (none matching; the last matching),
+    rounds interleaved so that the three share the machine's state; and the matching alone."""
+    rounds = {}
+    with tempfile.TemporaryDirectory() as folder:
+        rules_path = Path(folder) / "rules.toml"
+        rules_path.write_text(fifty_rules())
+        cases = [("no RULES_FILE", "", "hello"), ("50 rules, none matches", str(rules_path), "hello"),
+                 ("50 rules, the last matches", str(rules_path), "last")]
+        for round_number in range(args.rounds):
+            for label, rules_file, text in cases:
+                app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
+                                               database_url=f"sqlite:///{Path(folder) / f'{round_number}{label}.db'}",
+                                               sqlite_synchronous="normal", reply_limit=1_000_000,
+                                               reply_text="You said: {text}", rules_file=rules_file)
+                quiet_logging(app)
+                app.store.ping()
+                environs = [environ_for(*signed_request(webhook_form(f"1415{i:07d}", text)))
+                            for i in range(args.messages)]
+                statuses = []
+                cpu = time.process_time()
+                for environ in environs:
+                    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+                cpu = time.process_time() - cpu
+                assert statuses == ["200 OK"] * len(environs) and f"You said: {text}".encode() in body, body
+                rounds.setdefault(label, []).append(cpu / len(environs) * 1e6)
+                app.close()
+        matching = match_cost(sms_responder.load_rules(str(rules_path), [OUR_NUMBER]))
+    base = statistics.median(rounds["no RULES_FILE"])
+    rows = [{"path": label, "cpu_us": round(statistics.median(samples), 1),
+             "added_us": round(statistics.median(samples) - base, 1)} for label, samples in rounds.items()]
+    rows += [{"path": f"matching alone: {label}", "cpu_us": round(cost, 2), "added_us": round(cost, 2)}
+             for label, cost in matching.items()]
+    return {"mode": "rules", "messages": args.messages, "rounds": args.rounds, "synchronous": "normal",
+            "results": rows}
+
+
+def match_cost(rules, repeat=200_000):
+    """µs per message of what the rules add to deciding it: the keyword look-up and first_match
+    (no rule here reads the database), and of the log line's segment count."""
+    costs = {}
+    no_history = None  # none of the 50 rules has first_message or once_per, so the history is never read
+    for label, text in (("none matches", "hello"), ("the last matches", "last")):
+        message = sms_responder.InboundMessage("uuid", "14155550123", OUR_NUMBER, text, "sms")
+        words = sms_responder.normalize_keyword(text)
+        start = time.process_time()
+        for _ in range(repeat):
+            rules.keyword_of(words)
+            rules.first_match(no_history, message, words, 1_796_000_000.0)
+        costs[label] = (time.process_time() - start) / repeat * 1e6
+    reply = "Open Mon-Fri 9-5, Sat 10-3 (New York time). Reply HELP for help."
+    start = time.process_time()
+    for _ in range(repeat):
+        sms_responder.segments_of.__wrapped__(reply)
+    costs["segments= (not cached)"] = (time.process_time() - start) / repeat * 1e6
+    start = time.process_time()
+    for _ in range(repeat):
+        sms_responder.segments_of(reply)
+    costs["segments= (cached)"] = (time.process_time() - start) / repeat * 1e6
+    return costs
 
 
 # -- Outbox worker throughput ---------------------------------------------------
@@ -431,7 +512,7 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "http", "matrix"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "http", "matrix"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -462,7 +543,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = {"inprocess": run_inprocess, "outbox": run_outbox, "http": run_http, "matrix": run_matrix}[args.mode](args)
+    report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "http": run_http,
+              "matrix": run_matrix}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,5 +1,7 @@
 """Shared test helpers: real service processes on 127.0.0.1, always stopped by the test that starts them."""
 
+import io
+import logging
 import os
 import signal
 import sqlite3
@@ -68,12 +70,17 @@ class Service:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself; not run on PostgreSQL")
+    config.addinivalue_line("markers", "postgresql_only: about PostgreSQL itself; not run on SQLite")
 
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only")
-        metafunc.parametrize("backend", ["sqlite"] if sqlite_only else ["sqlite", "postgresql"], scope="function")
+        backends = ["sqlite", "postgresql"]
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = ["postgresql"]
+        metafunc.parametrize("backend", backends, scope="function")
 
 
 def start_postgres():
@@ -138,7 +145,7 @@ def make_app(database_url):
 
     yield build
     for app in apps:
-        app.store.close()
+        app.close()
 
 
 class Row(tuple):
@@ -199,6 +206,19 @@ def query(database_url, sql, *params):
 
 
 @pytest.fixture
+def logs():
+    """The service's log lines during the test, formatted as LOG_FORMAT=text writes them."""
+    import sms_responder
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(sms_responder.TextFormatter())
+    logger = logging.getLogger("sms_responder")
+    logger.addHandler(handler)
+    yield stream.getvalue
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
 def db(app, database_url):
     """An independent connection to the app's database, for asserting what was stored."""
     app.store.ping()  # creates the schema
@@ -211,10 +231,12 @@ def db(app, database_url):
 
 @pytest.fixture
 def services(tmp_path):
-    """services(env, *args, kind="stdlib", "gunicorn" or "worker") starts one; all are stopped after the test."""
+    """services(env, *args, kind="stdlib", "gunicorn" or "worker") starts one; all are stopped after the test.
+
+    gunicorn serves `app`: the lazy sms_responder:application, or the factory form "sms_responder:create_app()"."""
     started = []
 
-    def start(env, *args, kind="stdlib", workers=3, port=None, program=MODULE):
+    def start(env, *args, kind="stdlib", workers=3, port=None, program=MODULE, app="sms_responder:application"):
         port = None if kind == "worker" else port or free_port()
         # cwd is tmp_path, so a developer's own .env never leaks into a test.
         full_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE.parent), **env}
@@ -224,7 +246,7 @@ def services(tmp_path):
             argv = [sys.executable, str(program), "worker", *args]
         else:
             argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                    *args, "sms_responder:application"]
+                    *args, app]
         service = Service(argv, full_env, tmp_path, port)
         started.append(service)
         return service.start()

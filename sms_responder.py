@@ -10,9 +10,10 @@ Plivo REST API when replies are slow (REPLY_MODE=api).
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
     python sms_responder.py worker          # send queued replies (REPLY_MODE=api)
     python sms_responder.py send "hello"    # play Plivo against the running service
+    python sms_responder.py try HOURS       # what would be answered now, without storing anything
     gunicorn sms_responder:application      # or any other WSGI host
 
-Settings come from the environment and a .env file; see README.md.
+Settings come from the environment and a .env file, reply rules from RULES_FILE; see README.md.
 """
 
 from __future__ import annotations
@@ -40,15 +41,17 @@ import string
 import sys
 import threading
 import time
+import tomllib
 import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import zoneinfo
 from base64 import b64encode
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -86,9 +89,6 @@ OPT_OUT_WORDS = frozenset({
 })
 OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
 HELP_WORDS = frozenset({"help", "info"})
-
-#: MessageIntent values for keywords that Plivo has already answered itself.
-PLIVO_INTENTS = frozenset({"optout", "optin", "help"})
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
 #: SQLite result codes that mean "the database cannot be used now", not "this code is wrong":
@@ -244,6 +244,7 @@ class Settings:
     reply_mode: str = setting("xml", _choice("xml", "api"))
     plivo_api_url: str = setting("https://api.plivo.com", _base_url)
     send_max_attempts: int = setting(6, _integer(1))
+    rules_file: str = setting("")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -363,6 +364,10 @@ class NonceReused(Exception):
     """A V2 signature nonce arrived again with a different MessageUUID: a replayed signature."""
 
 
+class StoreMissing(StoreUnavailable):
+    """The SQLite file a command was to read or change does not exist (it is never created for it)."""
+
+
 def sqlite_path(database_url: str) -> str:
     """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
     if database_url.startswith("sqlite:///"):
@@ -432,6 +437,11 @@ MIGRATIONS = [
         # a flooding sender's count touches at most REPLY_LIMIT rows, however many messages it sends.
         "DROP INDEX messages_by_sender",
         "CREATE INDEX messages_replies ON messages (from_number, received_at) WHERE outcome IN ('replied', 'helped')",
+    ],
+    [
+        "ALTER TABLE messages ADD COLUMN rule TEXT",  # the reply rule that matched, NULL when none did
+        # A sender's history (first_message, once_per): a few rows per sender, never a scan.
+        "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -515,10 +525,10 @@ class Transaction:
             raise NonceReused(v2_nonce) from error
         return cursor.rowcount == 1
 
-    def record_reply(self, message_uuid: str, outcome: Outcome, reply: str | None) -> None:
-        """Store what was decided for a message and the reply sent, if any."""
-        self.execute("UPDATE messages SET outcome = ?, reply = ? WHERE message_uuid = ?",
-                     (outcome.value, reply, message_uuid))
+    def record_decision(self, message_uuid: str, decision: Decision) -> None:
+        """Store what was decided for a message: outcome, the reply sent (if any), the rule that matched."""
+        self.execute("UPDATE messages SET outcome = ?, reply = ?, rule = ? WHERE message_uuid = ?",
+                     (decision.outcome.value, decision.reply, decision.rule and decision.rule.name, message_uuid))
 
     def sender_state(self, sender: str, recipient: str, since: float) -> tuple[bool, int]:
         """Has this sender opted out of this number of ours, and how many limited replies since `since`?"""
@@ -528,6 +538,21 @@ class Transaction:
             " (SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
             " AND outcome IN ('replied', 'helped'))",
             (number_key(sender), number_key(recipient), sender, self.timestamp(since))).fetchone()
+
+    def has_earlier_message(self, message: InboundMessage) -> bool:
+        """Is another message from this sender to this number of ours stored (a rule's first_message)?"""
+        return self.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND to_number IN (?, ?)"
+            " AND message_uuid <> ?)",
+            (*number_forms(message.sender), *number_forms(message.recipient), message.message_uuid)).fetchone()[0]
+
+    def rule_matched_since(self, message: InboundMessage, rule: str, since: float) -> bool:
+        """Did this rule answer this sender on this number of ours since `since` (a rule's once_per)?"""
+        return self.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND received_at >= ? AND rule = ?"
+            " AND to_number IN (?, ?) AND message_uuid <> ?)",
+            (*number_forms(message.sender), self.timestamp(since), rule, *number_forms(message.recipient),
+             message.message_uuid)).fetchone()[0]
 
     def opt_out(self, sender: str, recipient: str, when: float) -> bool:
         """Record an opt-out; False if the sender had already opted out."""
@@ -764,6 +789,37 @@ class SQLiteStore:
             raise
         self._release(connection, identity)
 
+    @contextmanager
+    def reading(self, missing_ok: bool = False) -> Iterator[SQLiteTransaction]:
+        """One consistent read-only view, for commands: the file is never written, nor created.
+
+        A missing file is StoreMissing, or with missing_ok an empty database. A file with an
+        older schema (or none yet) is copied into memory and migrated there, so reading it
+        needs no write; a file at the current schema is read in place, while the service runs.
+        """
+        if not os.path.exists(self.path):
+            if not missing_ok:
+                raise StoreMissing(f"{self.path} does not exist")
+            source = None
+        else:
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+            source = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT)
+        connection = source
+        try:
+            version = source.execute("PRAGMA user_version").fetchone()[0] if source else 0
+            if version != SCHEMA_VERSION:
+                connection = sqlite3.connect(":memory:", isolation_level=None)
+                if source:
+                    source.backup(connection)
+                migrate(connection.execute, version, SQLITE_TYPES, self.path)
+            connection.execute("BEGIN")  # one snapshot for every read of the command
+            yield SQLiteTransaction(self, connection)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"{self.path}: {error}") from error
+        finally:
+            for opened in {source, connection} - {None}:
+                opened.close()
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database can take a write now."""
         try:
@@ -942,6 +998,21 @@ class PostgresStore:
         with self.transaction() as tx:
             return work(tx)
 
+    @contextmanager
+    def reading(self, missing_ok: bool = False) -> Iterator[PostgresTransaction]:
+        """One consistent read-only view, for commands: a transaction that is always rolled back.
+
+        Tables missing or older than this code are created or migrated inside it, so they
+        read as empty or current and nothing is left behind.
+        """
+        try:
+            with self.psycopg.connect(self.url, connect_timeout=int(POSTGRES_WAIT)) as connection:
+                with connection.transaction(force_rollback=True):
+                    self._migrate_schema(connection)
+                    yield PostgresTransaction(self, connection)
+        except self.psycopg.OperationalError as error:
+            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
         with self.transaction() as tx:
@@ -966,19 +1037,22 @@ class PostgresStore:
             return self._pool
 
     def _migrate(self, pool: Any) -> None:
-        """Create or upgrade the schema; an advisory lock makes processes starting together take turns."""
         try:
             with pool.connection() as connection:
-                connection.execute("SELECT pg_advisory_xact_lock(7270001)")  # any constant, same for all
-                connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                version = connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-                migrate(connection.execute, version, POSTGRES_TYPES, redact_url(self.url))
-                if version < SCHEMA_VERSION:
-                    connection.execute("DELETE FROM schema_version")
-                    connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+                self._migrate_schema(connection)
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
             pool.close()  # the next request tries again
             raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+
+    def _migrate_schema(self, connection: Any) -> None:
+        """Create or upgrade the schema; an advisory lock makes processes starting together take turns."""
+        connection.execute("SELECT pg_advisory_xact_lock(7270001)")  # any constant, same for all
+        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        migrate(connection.execute, version, POSTGRES_TYPES, redact_url(self.url))
+        if version < SCHEMA_VERSION:
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
 
 
 def redact_url(url: str) -> str:
@@ -1132,6 +1206,22 @@ class Outcome(enum.Enum):
     FAILED = "failed"              # a 500 answer
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """What a new message gets: its outcome, the reply (None: no reply), the rule that matched,
+    and the opt-out change to record (Keyword.OPT_OUT or OPT_IN)."""
+
+    outcome: Outcome
+    reply: str | None = None
+    rule: Rule | None = None
+    change: Keyword | None = None
+
+
+DUPLICATE = Decision(Outcome.DUPLICATE)
+#: What Plivo's MessageIntent asks us to record (Plivo has answered the keyword itself).
+INTENT_CHANGES = {"optout": Keyword.OPT_OUT, "optin": Keyword.OPT_IN, "help": None}
+
+
 @dataclasses.dataclass(frozen=True)
 class InboundMessage:
     """One inbound SMS or MMS, as Plivo posted it."""
@@ -1165,24 +1255,10 @@ def normalize_keyword(text: str) -> str:
     return words
 
 
-def keyword_of(text: str) -> Keyword | None:
-    """The keyword family the whole message belongs to, if any."""
-    words = normalize_keyword(text)
-    if words in OPT_OUT_WORDS:
-        return Keyword.OPT_OUT
-    if words in OPT_IN_WORDS:
-        return Keyword.OPT_IN
-    if words in HELP_WORDS:
-        return Keyword.HELP
-    return None
-
-
-def record_plivo_intent(tx: Transaction, message: InboundMessage, now: float) -> None:
-    """Plivo recognised a keyword and answered it itself: record its effect, without a second answer."""
-    if message.intent == "optout":
-        tx.opt_out(message.sender, message.recipient, now)
-    elif message.intent == "optin":
-        tx.opt_in(message.sender, message.recipient)
+def number_forms(number: str) -> tuple[str, str]:
+    """A number as Plivo writes it and in E.164 with '+', for matching stored numbers either way."""
+    key = number_key(number)
+    return key, "+" + key
 
 
 def render_reply(template: str, message: InboundMessage) -> str:
@@ -1200,11 +1276,492 @@ def clean_reply(text: str | None) -> str | None:
     return (xml_safe(text)[:MAX_REPLY_CHARS] or None) if text else None
 
 
+# GSM 03.38: the default alphabet (without ESC, which only announces the extension table) and the
+# extension table, whose characters take two septets. Any other character makes the text UCS-2.
+GSM_ALPHABET = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+                "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM_EXTENSION = "\f^{}\\[~]|€"
+_NOT_GSM = re.compile(f"[^{re.escape(GSM_ALPHABET + GSM_EXTENSION)}]")
+_GSM_DOUBLE = re.compile(f"[{re.escape(GSM_EXTENSION)}]")
+_UCS2_DOUBLE = re.compile("[\U00010000-\U0010ffff]")  # outside the BMP: a surrogate pair in UTF-16
+#: encoding: (its name, the limit of a single message, the limit of each part of a longer one)
+SEGMENT_LIMITS = {"gsm": ("GSM-7", 160, 153), "ucs2": ("UCS-2", 70, 67)}
+
+
+@functools.lru_cache(maxsize=256)  # most replies are a few fixed texts
+def segments_of(text: str) -> tuple[int, str]:
+    """How many SMS parts the text is sent as, and its encoding (GSM-7 or UCS-2).
+
+    Counted in septets for GSM-7 (an extension character takes two) and in UTF-16 code
+    units for UCS-2 (a character outside the BMP takes two); a longer text is cut into
+    parts of 153 or 67, and a two-unit character is never split between parts.
+    """
+    gsm = _NOT_GSM.search(text) is None
+    double = _GSM_DOUBLE if gsm else _UCS2_DOUBLE
+    encoding, single_limit, part_limit = SEGMENT_LIMITS["gsm" if gsm else "ucs2"]
+    doubles = len(double.findall(text))
+    if len(text) + doubles <= single_limit:
+        return 1, encoding
+    if not doubles:
+        return -(-len(text) // part_limit), encoding
+    parts, used = 1, 0
+    for character in text:
+        width = 2 if double.match(character) else 1
+        if used + width > part_limit:
+            parts, used = parts + 1, 0
+        used += width
+    return parts, encoding
+
+
 def reply_xml(src: str, dst: str, text: str) -> bytes:
     """Plivo XML that sends one SMS, built with the SDK so that every value is escaped."""
     response = plivoxml.ResponseElement()
     response.add_message(content=text, src=src, dst=dst, type="sms")
     return response.to_string(pretty=False).encode("utf-8")
+
+
+# -- Reply rules: RULES_FILE -------------------------------------------------
+
+RULES_POLL = 1.0  # seconds between looks at RULES_FILE: a change is in force within 2 s
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_OPENING = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+_PERIOD = re.compile(r"([1-9]\d*)([smhd])")
+_NOT_DIGIT = re.compile(r"\D")
+PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hours:
+    """Office hours: open minutes per weekday in one time zone, and whole days closed."""
+
+    timezone: zoneinfo.ZoneInfo
+    week: tuple[tuple[tuple[int, int], ...], ...]  # Monday first: (start, end) minutes after midnight
+    closed_dates: frozenset[date]
+
+    def are_open(self, when: float) -> bool:
+        """Is it open at unix time `when` (the end of a range is closed)?"""
+        local = datetime.fromtimestamp(when, self.timezone)
+        if local.date() in self.closed_dates:
+            return False
+        minute = local.hour * 60 + local.minute
+        return any(start <= minute < end for start, end in self.week[local.weekday()])
+
+
+@dataclasses.dataclass(frozen=True)
+class Language:
+    """A [[language]]: its own answers to the compliance families (None: the setting's text)."""
+
+    name: str
+    texts: Mapping[Keyword, str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One [[rule]]: conditions that must all hold, and the reply."""
+
+    name: str
+    reply: str
+    keywords: frozenset[str] = frozenset()  # normalized; empty: any text
+    pattern: re.Pattern[str] | None = None
+    when: str | None = None                 # "open" or "closed"
+    once_per: int | None = None             # seconds
+    first_message: bool | None = None
+    to: frozenset[str] = frozenset()        # number keys; empty: any of ours
+    from_prefixes: tuple[str, ...] = ()     # digits
+    media: bool | None = None
+    forward: bool = True
+
+    def holds_for(self, message: InboundMessage, hours: Hours | None, now: float) -> bool:
+        """The conditions that need no database (Rules.first_match has already matched the keywords)."""
+        if self.to and number_key(message.recipient) not in self.to:
+            return False
+        if self.from_prefixes and not _NOT_DIGIT.sub("", message.sender).startswith(self.from_prefixes):
+            return False
+        if self.media is not None and self.media != (message.type == "mms" and bool(message.media_urls)):
+            return False
+        if self.when is not None and hours.are_open(now) != (self.when == "open"):
+            return False
+        return self.pattern is None or self.pattern.search(message.text) is not None
+
+    def allowed_by(self, history: Transaction, message: InboundMessage, now: float) -> bool:
+        """The conditions decided from stored messages, so that they hold across processes."""
+        if self.first_message is not None and self.first_message == history.has_earlier_message(message):
+            return False
+        return self.once_per is None or not history.rule_matched_since(message, self.name, now - self.once_per)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """A parsed rules file: the compliance words of every language, the rules in file order, the hours."""
+
+    words: Mapping[str, tuple[Keyword, Language | None]]
+    rules: tuple[Rule, ...] = ()
+    hours: Hours | None = None
+    by_keyword: Mapping[str, tuple[Rule, ...]] = dataclasses.field(default_factory=dict)
+    without_keywords: tuple[Rule, ...] = ()
+    source: bytes = b""
+
+    def keyword_of(self, words: str) -> tuple[Keyword | None, Language | None]:
+        """The compliance family of a normalized text, and the language whose word it is (None: built in)."""
+        return self.words.get(words, (None, None))
+
+    def first_match(self, history: Transaction, message: InboundMessage, words: str, now: float) -> Rule | None:
+        """The first rule, in file order, whose conditions all hold for the message."""
+        for rule in self.by_keyword.get(words, self.without_keywords):
+            if rule.holds_for(message, self.hours, now) and rule.allowed_by(history, message, now):
+                return rule
+        return None
+
+
+BUILT_IN_WORDS = {word: (family, None) for family, words in (
+    (Keyword.OPT_OUT, OPT_OUT_WORDS), (Keyword.OPT_IN, OPT_IN_WORDS), (Keyword.HELP, HELP_WORDS)) for word in words}
+NO_RULES = Rules(BUILT_IN_WORDS)
+FAMILY_NAMES = {Keyword.OPT_OUT: "opt_out", Keyword.OPT_IN: "opt_in", Keyword.HELP: "help"}
+
+
+def load_rules(path: str, our_numbers: Iterable[str]) -> Rules:
+    """The rules in RULES_FILE (none when it is empty); ConfigError with one line per problem."""
+    if not path:
+        return NO_RULES
+    try:
+        source = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError([f"RULES_FILE {path}: cannot read it: {error.strerror}"]) from None
+    return parse_rules(source, path, frozenset(our_numbers))
+
+
+def parse_rules(source: bytes, path: str, our_numbers: frozenset[str]) -> Rules:
+    """Parse and check a whole rules file; every problem is collected before ConfigError is raised."""
+    try:
+        document = tomllib.loads(source.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"RULES_FILE {path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"RULES_FILE {path}: invalid TOML: {error}"]) from None
+    problems = RuleProblems(path)
+    top = problems.known_keys(document, "the file", {"hours": dict, "language": list, "rule": list})
+    hours = parse_hours(top["hours"], problems) if "hours" in top else None
+    languages = [parse_language(index, table, problems) for index, table in problems.tables(top, "language")]
+    words = compliance_words(languages, top.get("language", []), problems)
+    rules = [parse_rule(index, table, problems, "hours" in top, words, our_numbers)
+             for index, table in problems.tables(top, "rule")]
+    problems.check_unique("language", [language.name for language in languages])
+    problems.check_unique("rule", [rule.name for rule in rules])
+    problems.raise_if_any()
+    return index_rules(tuple(rules), hours, words, source)
+
+
+def index_rules(rules: tuple[Rule, ...], hours: Hours | None,
+                words: Mapping[str, tuple[Keyword, Language | None]], source: bytes) -> Rules:
+    """Rules, with the candidates for each keyword worked out once: a message tries only those."""
+    without_keywords = tuple(rule for rule in rules if not rule.keywords)
+    keywords = {word for rule in rules for word in rule.keywords}
+    by_keyword = {word: tuple(rule for rule in rules if not rule.keywords or word in rule.keywords)
+                  for word in keywords}
+    return Rules(words, rules, hours, by_keyword, without_keywords, source)
+
+
+class RuleProblems:
+    """The problems found in a rules file, each a line naming the file and the place."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, place: str, problem: str) -> None:
+        self.lines.append(f"RULES_FILE {self.path}: {place}: {problem}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError(self.lines)
+
+    def known_keys(self, table: Mapping[str, object], place: str, types: Mapping[str, type | tuple]) -> dict:
+        """The table's keys of known name and type; a problem for each other key."""
+        known = {}
+        for key, value in table.items():
+            if key not in types:
+                self.add(place, f'unknown key "{key}"')
+            elif not isinstance(value, types[key]):
+                self.add(place, f"{key} must be {_TYPE_NAMES[types[key]]}")
+            else:
+                known[key] = value
+        return known
+
+    def tables(self, top: Mapping[str, object], kind: str) -> Iterator[tuple[int, dict]]:
+        """The [[kind]] tables with their position from 1."""
+        for index, table in enumerate(top.get(kind, []), 1):
+            if isinstance(table, dict):
+                yield index, table
+            else:
+                self.add(f"{kind} {index}", f"expected a table: write [[{kind}]]")
+
+    def parsed(self, place: str, key: str, parse: Callable[[Any], Any], value: object) -> Any:
+        """parse(value), or None with a problem naming the key."""
+        try:
+            return parse(value)
+        except ValueError as error:
+            self.add(place, f"{key}: {error}")
+            return None
+
+    def check_unique(self, kind: str, names: list[str]) -> None:
+        for name in sorted({name for name in names if names.count(name) > 1}):
+            self.add(kind, f'two {kind}s are named "{name}"')
+
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list", dict: "a table", (str, list): "a string or a list"}
+
+
+def _strings(value: list) -> list[str]:
+    if not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return value
+
+
+def _place(kind: str, index: int, name: object) -> str:
+    return f'{kind} {index} ("{name}")' if isinstance(name, str) and name else f"{kind} {index}"
+
+
+def parse_hours(table: dict, problems: RuleProblems) -> Hours | None:
+    """[hours]: the time zone, the open ranges of each weekday, the closed dates."""
+    place = "[hours]"
+    day_keys = {key: (str, list) for key in [*DAYS, *(f"{a}-{b}" for i, a in enumerate(DAYS) for b in DAYS[i + 1:])]}
+    fields = problems.known_keys(table, place, {"timezone": str, "closed_dates": list, **day_keys})
+    if "timezone" not in table:
+        problems.add(place, "timezone is required (an IANA name such as America/New_York)")
+    timezone = problems.parsed(place, "timezone", _timezone, fields["timezone"]) if "timezone" in fields else None
+    week: list[tuple[tuple[int, int], ...] | None] = [None] * 7
+    for key, value in fields.items():
+        if key in ("timezone", "closed_dates"):
+            continue
+        ranges = problems.parsed(place, key, _openings, value)
+        first, _, last = key.partition("-")
+        for day in range(DAYS.index(first), DAYS.index(last or first) + 1):
+            if week[day] is not None:
+                problems.add(place, f"{DAYS[day]} is given twice")
+            week[day] = ranges or ()
+    closed = problems.parsed(place, "closed_dates", _dates, fields.get("closed_dates", []))
+    if timezone is None or closed is None:
+        return None
+    return Hours(timezone, tuple(day or () for day in week), closed)
+
+
+def _timezone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'unknown time zone "{name}"') from None
+
+
+def _openings(value: str | list) -> tuple[tuple[int, int], ...]:
+    """'09:00-17:00' or a list of them, as minutes after midnight."""
+    ranges = []
+    for item in [value] if isinstance(value, str) else value:
+        match = _OPENING.fullmatch(item) if isinstance(item, str) else None
+        if not match:
+            raise ValueError(f'{item!r} is not "HH:MM-HH:MM"')
+        start_hour, start_minute, end_hour, end_minute = map(int, match.groups())
+        start, end = start_hour * 60 + start_minute, end_hour * 60 + end_minute
+        if start >= 24 * 60 or end > 24 * 60 or end <= start:
+            raise ValueError(f'"{item}": the end must be after the start, at most 24:00')
+        ranges.append((start, end))
+    return tuple(ranges)
+
+
+def _dates(value: list) -> frozenset[date]:
+    dates = set()
+    for item in value:
+        if isinstance(item, date) and not isinstance(item, datetime):
+            dates.add(item)
+            continue
+        try:
+            dates.add(date.fromisoformat(item))
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r} is not a date (2026-12-25)") from None
+    return frozenset(dates)
+
+
+def parse_language(index: int, table: dict, problems: RuleProblems) -> Language:
+    """One [[language]]: its name and answers (its words are gathered by compliance_words)."""
+    place = _place("language", index, table.get("name"))
+    fields = problems.known_keys(table, place, {
+        "name": str, "opt_out": list, "opt_in": list, "help": list,
+        "stop_text": str, "start_text": str, "help_text": str})
+    if not fields.get("name"):
+        problems.add(place, "name is required")
+    return Language(fields.get("name") or f"language {index}", {
+        Keyword.OPT_OUT: fields.get("stop_text"), Keyword.OPT_IN: fields.get("start_text"),
+        Keyword.HELP: fields.get("help_text")})
+
+
+def compliance_words(languages: list[Language], tables: list, problems: RuleProblems
+                     ) -> dict[str, tuple[Keyword, Language | None]]:
+    """Every compliance word, built-in and per language; a word may belong to one family of one language."""
+    words = dict(BUILT_IN_WORDS)
+    for index, (language, table) in enumerate(zip(languages, tables), 1):
+        place = _place("language", index, language.name)
+        for family, key in FAMILY_NAMES.items():
+            for word in problems.parsed(place, key, _strings, table.get(key, [])) or []:
+                normalized = normalize_keyword(word)
+                owner = words.get(normalized)
+                if not normalized:
+                    problems.add(place, f"{key}: {word!r} is empty once normalized")
+                elif owner is None:
+                    words[normalized] = (family, language)
+                elif owner != (family, language):
+                    problems.add(place, f'{key}: "{word}" is already {_word_owner(*owner)}')
+    return words
+
+
+def _word_owner(family: Keyword, language: Language | None) -> str:
+    kind = FAMILY_NAMES[family].replace("_", "-")
+    if language is None:
+        return f"a built-in {kind} word"
+    return f'{"an" if kind.startswith("o") else "a"} {kind} word of language "{language.name}"'
+
+
+def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
+               words: Mapping[str, tuple[Keyword, Language | None]], our_numbers: frozenset[str]) -> Rule:
+    """One [[rule]], checked against the file's hours and compliance words and PLIVO_NUMBER."""
+    place = _place("rule", index, table.get("name"))
+    fields = problems.known_keys(table, place, {
+        "name": str, "keywords": list, "pattern": str, "when": str, "once_per": str, "first_message": bool,
+        "to": list, "from": list, "media": bool, "forward": bool, "reply": str})
+    if "reply" not in table:
+        problems.add(place, 'reply is required ("" answers nothing)')
+    parsers = {
+        "keywords": lambda value: _rule_keywords(value, words),
+        "pattern": _pattern,
+        "when": lambda value: _when(value, has_hours),
+        "once_per": _period,
+        "to": lambda value: _our_numbers(value, our_numbers),
+        "from": _prefixes,
+        "reply": _reply_template,
+    }
+    parsed = {key: problems.parsed(place, key, parse, fields[key]) for key, parse in parsers.items() if key in fields}
+    return Rule(
+        name=fields.get("name") or f"rule {index}", reply=parsed.get("reply") or "",
+        keywords=parsed.get("keywords") or frozenset(), pattern=parsed.get("pattern"), when=parsed.get("when"),
+        once_per=parsed.get("once_per"), first_message=fields.get("first_message"),
+        to=parsed.get("to") or frozenset(), from_prefixes=parsed.get("from") or (),
+        media=fields.get("media"), forward=fields.get("forward", True))
+
+
+def _rule_keywords(value: list, words: Mapping[str, tuple[Keyword, Language | None]]) -> frozenset[str]:
+    keywords = set()
+    for word in _strings(value):
+        normalized = normalize_keyword(word)
+        if not normalized:
+            raise ValueError(f"{word!r} is empty once normalized")
+        if normalized in words:
+            raise ValueError(f'"{word}" is {_word_owner(*words[normalized])}: compliance words cannot be rules')
+        keywords.add(normalized)
+    return frozenset(keywords)
+
+
+def _pattern(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression: {error}") from None
+
+
+def _when(value: str, has_hours: bool) -> str:
+    if value not in ("open", "closed"):
+        raise ValueError(f'"{value}" is not "open" or "closed"')
+    if not has_hours:
+        raise ValueError("needs [hours] (and its timezone)")
+    return value
+
+
+def _period(value: str) -> int:
+    match = _PERIOD.fullmatch(value)
+    if not match:
+        raise ValueError(f'"{value}" is not a period such as 90s, 30m, 12h or 7d')
+    return int(match[1]) * PERIOD_SECONDS[match[2]]
+
+
+def _our_numbers(value: list, our_numbers: frozenset[str]) -> frozenset[str]:
+    numbers = frozenset(number_key(number) for number in _strings(value))
+    unknown = sorted(numbers - our_numbers)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not in PLIVO_NUMBER")
+    return numbers
+
+
+def _prefixes(value: list) -> tuple[str, ...]:
+    prefixes = tuple(number_key(prefix) for prefix in _strings(value))
+    for prefix in prefixes:
+        if not prefix.isdigit():
+            raise ValueError(f'"{prefix}" is not the start of a phone number (digits, optional +)')
+    return prefixes
+
+
+class RulesFile:
+    """The rules in force, reloaded when RULES_FILE changes.
+
+    A thread in each process looks at the file every RULES_POLL seconds (its size,
+    time and inode) and, when it changed, parses it again: a valid file replaces the
+    rules at once ("rules reloaded"), an invalid, deleted or unreadable one is refused
+    with one ERROR line and the rules in force stay. The thread is started again after
+    a fork, on first use, so every gunicorn worker watches the file itself.
+    """
+
+    def __init__(self, path: str, our_numbers: Iterable[str], rules: Rules) -> None:
+        self.path = path
+        self.our_numbers = frozenset(our_numbers)
+        self.rules = rules
+        self._seen = self._signature()
+        self._watching_pid: int | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def current(self) -> Rules:
+        """The rules in force; starts this process's watcher on first use."""
+        if self.path and self._watching_pid != os.getpid():
+            self._watch()
+        return self.rules
+
+    def check(self) -> None:
+        """Reload the file if it changed since the last look."""
+        seen = self._signature()
+        if seen == self._seen:
+            return
+        self._seen = seen
+        try:
+            rules = load_rules(self.path, self.our_numbers)
+        except ConfigError as error:
+            log.error("rules not reloaded, the %d rules in force stay: %s", len(self.rules.rules),
+                      "; ".join(error.problems))
+            return
+        if rules.source != self.rules.source:
+            self.rules = rules
+            log.info("rules reloaded", extra={"fields": {"rules": len(rules.rules), "pid": os.getpid()}})
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _watch(self) -> None:
+        with self._lock:
+            if self._watching_pid == os.getpid():
+                return
+            self._watching_pid = os.getpid()
+            self._stopping = threading.Event()  # a forked child's own
+        self.check()  # a fork may have happened long after the parent loaded the file
+        threading.Thread(target=self._poll, args=(self._stopping,), name="rules-watcher", daemon=True).start()
+
+    def _poll(self, stopping: threading.Event) -> None:
+        while not stopping.wait(RULES_POLL):
+            try:
+                self.check()
+            except Exception:  # the watcher must outlive any surprise; the rules in force stay
+                log.exception("rules watcher failure")
+
+    def _signature(self) -> tuple[int, ...] | str:
+        try:
+            status = os.stat(self.path)
+        except OSError as error:
+            return error.strerror or "unreadable"
+        return status.st_mtime_ns, status.st_size, status.st_ino, status.st_dev
 
 
 # -- HTTP plumbing -----------------------------------------------------------
@@ -1330,10 +1887,12 @@ QUEUED_OUTCOMES = frozenset({Outcome.REPLIED, Outcome.HELPED, Outcome.STOPPED, O
 class SmsResponder:
     """The WSGI application: the health check and Plivo's messaging and status webhooks."""
 
-    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction) -> None:
+    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction,
+                 rules: RulesFile) -> None:
         self.settings = settings
         self.store = store
         self.reply = reply
+        self.rules = rules
         self.token = settings.plivo_auth_token.encode("utf-8")
         self.our_numbers = frozenset(settings.plivo_number)
         self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
@@ -1369,6 +1928,11 @@ class SmsResponder:
         start_response(STATUS_LINES[response.status], headers)
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
 
+    def close(self) -> None:
+        """Stop watching the rules file and close the database's idle connections."""
+        self.rules.stop()
+        self.store.close()
+
     def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
         """Find the handler for the path and method: 404 and 405 (with Allow) otherwise."""
         methods = self.routes.get(path)
@@ -1396,24 +1960,26 @@ class SmsResponder:
         log.debug("text of %s: %r", message.message_uuid, message.text)
         now = time.time()
         try:
-            outcome, reply = self.store.run(lambda tx: self.record(tx, message, now, v2_nonce))  # 5-9
+            decision = self.store.run(lambda tx: self.record(tx, message, now, v2_nonce))  # 5-9
         except NonceReused:
             raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
                             message_uuid=message.message_uuid) from None
-        return self.xml_answer(message, outcome, reply)
+        return self.xml_answer(message, decision)
 
-    def record(self, tx: Transaction, message: InboundMessage, now: float,
-               v2_nonce: str | None) -> tuple[Outcome, str | None]:
-        """Steps 5-9 in the message's transaction: dedupe, keywords, reply limit, storage; the reply."""
+    def record(self, tx: Transaction, message: InboundMessage, now: float, v2_nonce: str | None) -> Decision:
+        """Steps 5-9 in the message's transaction: dedupe, decide, store the decision and its effects."""
         if not tx.add_message(message, now, v2_nonce):                              # 5
-            return Outcome.DUPLICATE, None
-        outcome, reply = self.choose_reply(tx, message, now)                        # 7, 8
-        reply = clean_reply(reply)                                                  # 9
-        tx.record_reply(message.message_uuid, outcome, reply)                       # 6
-        if self.settings.reply_mode == "api" and outcome in QUEUED_OUTCOMES:
-            tx.queue_reply(message, reply, now)  # sent by the worker; this answer stays empty
-            return outcome, None
-        return outcome, reply
+            return DUPLICATE
+        api = self.settings.reply_mode == "api"
+        decision = self.decide(tx, message, now, self.rules.current(), defer_reply=api)  # 7-9, rules
+        if decision.change is Keyword.OPT_OUT:
+            tx.opt_out(message.sender, message.recipient, now)
+        elif decision.change is Keyword.OPT_IN:
+            tx.opt_in(message.sender, message.recipient)
+        tx.record_decision(message.message_uuid, decision)                          # 6
+        if api and decision.outcome in QUEUED_OUTCOMES:
+            tx.queue_reply(message, decision.reply, now)  # None: the worker runs the reply function
+        return decision
 
     def handle_status(self, environ: WSGIEnvironment) -> Response:
         """A delivery report for a reply sent through the API: stored once, its outbox row moved forward."""
@@ -1450,38 +2016,62 @@ class SmsResponder:
         # or its V2 headers could be replayed with another MessageUUID and another text.
         return environ.get(V2_HEADERS.nonce) or None
 
-    def choose_reply(self, tx: Transaction, message: InboundMessage, now: float) -> tuple[Outcome, str | None]:
-        """Keywords, opt-outs and the reply limit (steps 7 and 8): what to answer, if anything."""
-        if message.intent in PLIVO_INTENTS:
-            record_plivo_intent(tx, message, now)
-            return Outcome.PLIVO_KEYWORD, None
-        if number_key(message.sender) in self.our_numbers:
-            return Outcome.OWN_NUMBER, None
-        keyword = keyword_of(message.text)
-        if keyword is Keyword.OPT_OUT:
-            if tx.opt_out(message.sender, message.recipient, now):
-                return Outcome.STOPPED, self.settings.stop_text
-            return Outcome.OPTED_OUT, None  # confirm once only
-        if keyword is Keyword.OPT_IN:
-            tx.opt_in(message.sender, message.recipient)
-            return Outcome.STARTED, self.settings.start_text
-        opted_out, recent_replies = tx.sender_state(message.sender, message.recipient, now - self.settings.reply_window)
-        if opted_out and keyword is not Keyword.HELP:
-            return Outcome.OPTED_OUT, None
-        if recent_replies >= self.settings.reply_limit:
-            return Outcome.RATE_LIMITED, None
-        if keyword is Keyword.HELP:
-            return Outcome.HELPED, self.settings.help_text
-        if self.settings.reply_mode == "api":
-            return Outcome.REPLIED, None  # the worker runs the reply function, outside this request
-        reply = self.reply(message)  # in xml mode inside the transaction: it must be quick
-        return (Outcome.REPLIED, reply) if reply and reply.strip() else (Outcome.NO_REPLY, None)
+    def decide(self, history: Transaction, message: InboundMessage, now: float, rules: Rules, *,
+               defer_reply: bool = False) -> Decision:
+        """Steps 7-9 and the rules: what a new message gets, read from `history` and never written.
 
-    def xml_answer(self, message: InboundMessage, outcome: Outcome, reply: str | None) -> Response:
-        """200 with Plivo XML: the reply from our number to the sender, or an empty Response."""
+        Plivo's MessageIntent, our own numbers, the compliance words (built-in and each
+        language's), the opt-out state and the reply limit come first; then the first rule
+        that matches; then the reply function (with defer_reply, the outbox worker runs it).
+        """
+        if message.intent in INTENT_CHANGES:  # Plivo has answered the keyword itself
+            return Decision(Outcome.PLIVO_KEYWORD, change=INTENT_CHANGES[message.intent])
+        if number_key(message.sender) in self.our_numbers:
+            return Decision(Outcome.OWN_NUMBER)
+        words = normalize_keyword(message.text)
+        family, language = rules.keyword_of(words)
+        opted_out, recent_replies = history.sender_state(message.sender, message.recipient,
+                                                         now - self.settings.reply_window)
+        if family is Keyword.OPT_OUT:  # confirmed once only
+            return Decision(Outcome.OPTED_OUT) if opted_out else self.answer(Outcome.STOPPED, family, language)
+        if family is Keyword.OPT_IN:
+            return self.answer(Outcome.STARTED, family, language)
+        if opted_out and family is not Keyword.HELP:
+            return Decision(Outcome.OPTED_OUT)
+        if recent_replies >= self.settings.reply_limit:
+            return Decision(Outcome.RATE_LIMITED)
+        if family is Keyword.HELP:
+            return self.answer(Outcome.HELPED, family, language)
+        rule = rules.first_match(history, message, words, now)
+        if rule is not None:
+            reply = clean_reply(render_reply(rule.reply, message))
+            return Decision(Outcome.REPLIED if reply else Outcome.NO_REPLY, reply, rule)
+        if defer_reply:
+            return Decision(Outcome.REPLIED)
+        reply = clean_reply(self.reply(message))  # in xml mode inside the transaction: it must be quick
+        return Decision(Outcome.REPLIED, reply) if reply and reply.strip() else Decision(Outcome.NO_REPLY)
+
+    def answer(self, outcome: Outcome, family: Keyword, language: Language | None) -> Decision:
+        """A compliance family's answer: the language's own text if it has one, else the setting's."""
+        text = language.texts[family] if language else None
+        if text is None:
+            text = {Keyword.OPT_OUT: self.settings.stop_text, Keyword.OPT_IN: self.settings.start_text,
+                    Keyword.HELP: self.settings.help_text}[family]
+        return Decision(outcome, clean_reply(text), change=None if family is Keyword.HELP else family)
+
+    def xml_answer(self, message: InboundMessage, decision: Decision) -> Response:
+        """200 with Plivo XML: the reply from our number to the sender, or an empty Response.
+
+        In REPLY_MODE=api the reply is in the outbox, so the answer is empty."""
+        reply = decision.reply if self.settings.reply_mode == "xml" else None
         body = reply_xml(message.recipient, message.sender, reply) if reply else EMPTY_RESPONSE
-        return Response(HTTPStatus.OK, body, XML_CONTENT_TYPE, log_fields={
-            "outcome": outcome.value, "message_uuid": message.message_uuid, "sender": mask_number(message.sender)})
+        fields = {"outcome": decision.outcome.value, "message_uuid": message.message_uuid,
+                  "sender": mask_number(message.sender)}
+        if decision.rule:
+            fields["rule"] = decision.rule.name
+        if decision.reply:
+            fields["segments"] = segments_of(decision.reply)[0]
+        return Response(HTTPStatus.OK, body, XML_CONTENT_TYPE, log_fields=fields)
 
     def log_webhook(self, response: Response, started: float) -> None:
         """The one INFO line per webhook: outcome, MessageUUID, masked sender, handling time."""
@@ -1514,9 +2104,18 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
-    if reply is None:
-        reply = functools.partial(render_reply, settings.reply_text)
-    return SmsResponder(settings, open_store(settings), reply)
+    rules = RulesFile(settings.rules_file, settings.plivo_number, load_rules(settings.rules_file, settings.plivo_number))
+    if settings.rules_file:
+        log.info("reply rules loaded", extra={"fields": {
+            "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
+    app = SmsResponder(settings, open_store(settings), reply or default_reply(settings), rules)
+    rules.current()  # start watching the file now, so that an idle worker notices changes too
+    return app
+
+
+def default_reply(settings: Settings) -> ReplyFunction:
+    """The reply function without a program of one's own: REPLY_TEXT, filled in."""
+    return functools.partial(render_reply, settings.reply_text)
 
 
 _app: SmsResponder | None = None
@@ -1728,7 +2327,7 @@ def serve(args: argparse.Namespace) -> int:
         server.server_close()
         if worker:
             worker.stop()
-        app.store.close()
+        app.close()
     return 0
 
 
@@ -1748,7 +2347,7 @@ def run_worker(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda signum, frame: worker.stop())
     log.info("outbox worker sending through %s", app.settings.plivo_api_url)
     worker.run()
-    app.store.close()
+    app.close()
     return 0
 
 
@@ -1787,6 +2386,38 @@ def send(args: argparse.Namespace) -> int:
     return 0 if status == HTTPStatus.OK else 1
 
 
+def try_message(args: argparse.Namespace) -> int:
+    """Decide a message as the webhook would now, store nothing, and print what would be sent."""
+    settings = Settings.from_env(read_environment())
+    rules = load_rules(settings.rules_file, settings.plivo_number)
+    recipient = args.to or settings.plivo_number[0]
+    if number_key(recipient) not in settings.plivo_number:
+        raise ConfigError([f"--to: {recipient} is not one of PLIVO_NUMBER"])
+    now = time.time() if args.at is None else parse_time(args.at, rules.hours.timezone if rules.hours else UTC)
+    message = InboundMessage(message_uuid=str(uuid.uuid4()), sender=args.sender, recipient=recipient,
+                             text=args.text, type="mms" if args.media else "sms", media_urls=tuple(args.media))
+    app = SmsResponder(settings, open_store(settings), args.reply or default_reply(settings),
+                       RulesFile("", settings.plivo_number, rules))
+    with app.store.reading(missing_ok=True) as history:
+        decision = app.decide(history, message, now, rules)
+    print(f"outcome: {decision.outcome.value}")
+    print(f"rule: {decision.rule.name if decision.rule else 'none'}")
+    print(f"reply: {decision.reply if decision.reply else 'none'}")
+    if decision.reply:
+        count, encoding = segments_of(decision.reply)
+        print(f"segments: {count} ({encoding}, {len(decision.reply)} characters)")
+    return 0
+
+
+def parse_time(value: str, timezone: tzinfo) -> float:
+    """An ISO 8601 date or time as unix time; without an offset it is in `timezone`."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError([f"{value!r} is not an ISO 8601 time such as 2026-12-01T18:30"]) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone)).timestamp()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sms_responder.py", description="Two-way SMS service for Plivo.")
     commands = parser.add_subparsers(dest="command")
@@ -1805,13 +2436,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     send_parser.add_argument("--to", help="our number (default: the first of PLIVO_NUMBER)")
     send_parser.add_argument("--url", help="full webhook URL (default: PUBLIC_URL or http://HOST:PORT, + webhook path)")
     send_parser.set_defaults(run=send)
+    try_parser = commands.add_parser("try", help="decide a message as the webhook would now; store nothing")
+    try_parser.add_argument("text", help="the message text")
+    try_parser.add_argument("--from", dest="sender", default="14155550123", help="sender number (default: %(default)s)")
+    try_parser.add_argument("--to", help="our number (default: the first of PLIVO_NUMBER)")
+    try_parser.add_argument("--at", help="ISO 8601 time the message arrives (default: now; without an offset: "
+                                         "in the [hours] time zone, else UTC)")
+    try_parser.add_argument("--media", action="append", default=[], metavar="URL",
+                            help="a media URL: the message is an MMS (repeat for several)")
+    try_parser.set_defaults(run=try_message)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -> int:
-    """Command line entry point: serve (the default), send or worker. Exit 2 on bad settings.
+    """Command line entry point: serve (the default), send, try or worker. Exit 2 on bad settings.
 
     A program with its own reply function runs `sys.exit(sms_responder.main(reply=my_reply))`.
     """

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import io
 import json
-import logging
 import os
 import sqlite3
 import subprocess
@@ -118,18 +117,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return webtest.TestApp(app)  # lint=True: every request is also a WSGI compliance check
-
-
-@pytest.fixture
-def logs():
-    """The service's log lines during the test, formatted as LOG_FORMAT=text writes them."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(sms_responder.TextFormatter())
-    logger = logging.getLogger("sms_responder")
-    logger.addHandler(handler)
-    yield stream.getvalue
-    logger.removeHandler(handler)
 
 
 def post(client, form, headers=None, status=200, **kwargs):
