@@ -10,7 +10,7 @@ VENV_PYTHON := $(VENV)/bin/python
 run: $(VENV)/installed .env
 	$(VENV_PYTHON) sms_responder.py
 
-test: $(VENV)/installed $(VENV)/installed-postgres
+test: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/wheelhouse
 	$(VENV_PYTHON) -m pytest
 
 $(VENV)/installed: requirements.txt
@@ -20,6 +20,12 @@ $(VENV)/installed: requirements.txt
 
 $(VENV)/installed-postgres: requirements-postgres.txt $(VENV)/installed
 	$(VENV_PYTHON) -m pip install --quiet -r requirements-postgres.txt
+	touch $@
+
+# What `pip install .` needs, fetched once, so that the packaging test installs offline.
+$(VENV)/wheelhouse: pyproject.toml requirements.txt requirements-postgres.txt $(VENV)/installed
+	$(VENV_PYTHON) -m pip wheel --quiet --wheel-dir $@ setuptools "plivo==4.63.0" "tzdata==2026.6" \
+		-r requirements-postgres.txt
 	touch $@
 
 .env:
@@ -34,6 +40,7 @@ bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
 	$(VENV_PYTHON) bench_sms_responder.py inprocess
 	$(VENV_PYTHON) bench_sms_responder.py outbox
 	$(VENV_PYTHON) bench_sms_responder.py rules
+	$(VENV_PYTHON) bench_sms_responder.py operations
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py matrix
 
 $(VENV)/installed-bench: requirements-bench.txt $(VENV)/installed

@@ -4,6 +4,7 @@
     python bench_sms_responder.py inprocess   # cost per webhook, by path, calling the WSGI app directly
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
+    python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
                                               # a WSGI host on 127.0.0.1 under load from a separate process
     python bench_sms_responder.py matrix      # the README's table: every host, both durabilities, both backends
@@ -199,6 +200,111 @@ def match_cost(rules, repeat=200_000):
         sms_responder.segments_of(reply)
     costs["segments= (cached)"] = (time.process_time() - start) / repeat * 1e6
     return costs
+
+
+# -- The operating commands on a large database ------------------------------------
+
+def fill_database(database_url, messages, folder):
+    """`messages` messages from 50,000 senders over the last 30 days, each with a delivered outbox row,
+    and 10,000 opt-outs, written straight into a database the service has created."""
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, database_url=database_url)
+    app.store.ping()
+    app.close()
+    now, span = time.time(), 30 * 86400
+    sqlite = database_url.startswith("sqlite")
+    stamp = sms_responder.iso_time if sqlite else (lambda unix: sms_responder.datetime.fromtimestamp(
+        unix, sms_responder.UTC))
+
+    def message_rows():
+        for i in range(messages):
+            sender = f"1415{i % 50_000:07d}"
+            yield (str(uuid.uuid4()), sender, OUR_NUMBER, f"hello {i}", "sms", "[]",
+                   stamp(now - span + span * i / messages), "replied", f"You said: hello {i}")
+
+    columns = "message_uuid, from_number, to_number, text, type, media_urls, received_at, outcome, reply"
+    if sqlite:
+        connection = sms_responder.sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        with connection:
+            connection.executemany(f"INSERT INTO messages ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   message_rows())
+            connection.execute("INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at,"
+                               " queued_at) SELECT message_uuid, 'delivered', to_number, from_number, reply, 1, 0,"
+                               " received_at FROM messages")
+            connection.executemany("INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?)", (
+                (f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)) for i in range(10_000)))
+        connection.execute("ANALYZE")
+        connection.close()
+        return
+    import psycopg
+    with psycopg.connect(database_url) as connection:
+        with connection.cursor().copy(f"COPY messages ({columns}) FROM STDIN") as copy:
+            for row in message_rows():
+                copy.write_row(row)
+        connection.execute("INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at,"
+                           " queued_at) SELECT message_uuid, 'delivered', to_number, from_number, reply, 1, 0,"
+                           " received_at FROM messages")
+        with connection.cursor().copy("COPY opt_outs FROM STDIN") as copy:
+            for i in range(10_000):
+                copy.write_row((f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)))
+        connection.execute("ANALYZE")
+
+
+def time_command(env, *args, repeat=3):
+    """The median wall time of a whole command (Python's start included), as the owner waits for it."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, str(Path(__file__).with_name("sms_responder.py")), *args],
+                                env=env, capture_output=True, text=True, timeout=600)
+        times.append(time.perf_counter() - started)
+        assert result.returncode == 0, result.stderr
+    return statistics.median(times)
+
+
+def run_operations(args):
+    rows = []
+    for backend in ("sqlite", "postgresql"):
+        if backend == "postgresql" and postgres_bin() is None:
+            print("PostgreSQL is not installed: its rows are skipped", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory() as folder_name:
+            folder = Path(folder_name)
+            postgres = PostgresServer(postgres_bin(), durable=True).initialise().start() if backend == "postgresql" \
+                else None
+            try:
+                database_url = postgres.url() if postgres else f"sqlite:///{folder / 'ops.db'}"
+                started = time.perf_counter()
+                fill_database(database_url, args.messages, folder)
+                print(f"  {backend}: {args.messages:,} messages written in {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr, flush=True)
+                env = {**os.environ, "PLIVO_AUTH_TOKEN": TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
+                       "DATABASE_URL": database_url}
+                for label, command in (("messages --limit 20", ["messages", "--limit", "20"]),
+                                       ("messages --from N", ["messages", "--from", "+14150001234"]),
+                                       ("messages --since 1h", ["messages", "--since", "1h"]),
+                                       ("stats", ["stats"]),
+                                       ("import sms_responder (start-up alone)", None)):
+                    seconds = time_command(env, *command) if command else statistics.median(
+                        timed(lambda: subprocess.run([sys.executable, "-c", "import sms_responder"], env=env,
+                                                     check=True)) for _ in range(3))
+                    rows.append({"path": f"{backend}, {label}", "seconds": round(seconds, 3), "rows_per_s": "-"})
+                imports = args.messages // 10
+                (folder / "opt-outs.csv").write_text(
+                    "number,opted_out_at\n" + "".join(f"1417{i:07d},2026-01-01T00:00:00Z\n" for i in range(imports)))
+                seconds = time_command(env, "opt-outs", "import", str(folder / "opt-outs.csv"), repeat=1)
+                rows.append({"path": f"{backend}, opt-outs import ({imports:,} rows)", "seconds": round(seconds, 2),
+                             "rows_per_s": round(imports / seconds)})
+            finally:
+                if postgres:
+                    postgres.stop()
+                    postgres.remove()
+    return {"mode": "operations", "messages": args.messages, "results": rows}
+
+
+def timed(work):
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 # -- Outbox worker throughput ---------------------------------------------------
@@ -512,7 +618,7 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "http", "matrix"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "http", "matrix"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -537,14 +643,14 @@ def parse_args(argv):
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.messages is None:
-        args.messages = 120000 if args.mode in ("http", "matrix") else 2000
+        args.messages = {"http": 120_000, "matrix": 120_000, "operations": 1_000_000}.get(args.mode, 2000)
     return args
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "http": run_http,
-              "matrix": run_matrix}[args.mode](args)
+    report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
+              "http": run_http, "matrix": run_matrix}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

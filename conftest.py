@@ -196,6 +196,32 @@ def connect(database_url):
     return PostgresTestConnection(database_url)
 
 
+PREVIOUS_RELEASE = Path(__file__).parent / "testdata" / "schema_v3.sql"
+
+
+def load_previous_release(database_url):
+    """Make the test's database the one testdata/schema_v3.sql holds: what the release before reply
+    rules wrote. SQLite runs the dump; PostgreSQL gets that release's schema and the dump's rows."""
+    import sms_responder
+    dump = PREVIOUS_RELEASE.read_text()
+    connection = connect(database_url)
+    try:
+        if database_url.startswith("sqlite:///"):
+            connection.executescript(dump)
+            return
+        with connection:
+            connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            connection.execute("INSERT INTO schema_version VALUES (3)")
+            for step in sms_responder.MIGRATIONS[:3]:
+                for statement in step:
+                    connection.execute(statement.format(**sms_responder.POSTGRES_TYPES))
+            for line in dump.splitlines():
+                if line.startswith("INSERT INTO"):
+                    connection.connection.execute(line)  # no parameters: a ? in the text stays a ?
+    finally:
+        connection.close()
+
+
 def query(database_url, sql, *params):
     """All rows of one query, on a short-lived connection of its own."""
     connection = connect(database_url)

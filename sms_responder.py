@@ -11,6 +11,7 @@ Plivo REST API when replies are slow (REPLY_MODE=api).
     python sms_responder.py worker          # send queued replies (REPLY_MODE=api)
     python sms_responder.py send "hello"    # play Plivo against the running service
     python sms_responder.py try HOURS       # what would be answered now, without storing anything
+    python sms_responder.py messages -f     # the conversations, as they arrive (also: stats, opt-outs, purge)
     gunicorn sms_responder:application      # or any other WSGI host
 
 Settings come from the environment and a .env file, reply rules from RULES_FILE; see README.md.
@@ -19,6 +20,7 @@ Settings come from the environment and a .env file, reply rules from RULES_FILE;
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import enum
 import fcntl
@@ -27,12 +29,14 @@ import hashlib
 import hmac
 import http.client
 import importlib
+import io
 import json
 import logging
 import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import socketserver
@@ -245,6 +249,7 @@ class Settings:
     plivo_api_url: str = setting("https://api.plivo.com", _base_url)
     send_max_attempts: int = setting(6, _integer(1))
     rules_file: str = setting("")
+    retention_days: int = setting(0, _integer(0))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -383,7 +388,8 @@ def iso_time(timestamp: float) -> str:
 
 
 # The schema, for both databases: each entry migrates version N to N+1 (SQLite keeps N in PRAGMA
-# user_version, PostgreSQL in the schema_version table). {timestamp} and {real} are the column types.
+# user_version, PostgreSQL in the schema_version table). {timestamp} and {real} are the column types;
+# a statement that differs between the two is a {"sqlite": [...], "postgresql": [...]} entry.
 MIGRATIONS = [
     [
         """CREATE TABLE messages (
@@ -443,10 +449,45 @@ MIGRATIONS = [
         # A sender's history (first_message, once_per): a few rows per sender, never a scan.
         "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
     ],
+    [
+        # purge erases personal data, so those columns may be NULL. SQLite cannot drop NOT NULL: the
+        # table is copied (https://sqlite.org/lang_altertable.html#otheralter) and its indexes remade.
+        {"sqlite": [
+            """CREATE TABLE messages_new (
+                message_uuid TEXT PRIMARY KEY,
+                from_number  TEXT,            -- as Plivo sent it; NULL once purged
+                to_number    TEXT,            -- our number, as Plivo sent it; NULL once purged
+                text         TEXT,            -- Text, or Body for MMS; NULL once purged
+                type         TEXT NOT NULL,   -- sms, mms, ...
+                media_urls   TEXT,            -- JSON array; NULL once purged
+                received_at  TEXT NOT NULL,
+                outcome      TEXT,            -- replied, helped, stopped, started, opted_out, rate_limited, ...
+                reply        TEXT,            -- the reply sent, or NULL
+                v2_nonce     TEXT UNIQUE,     -- V2 signatures do not cover the body: a nonce serves one message
+                rule         TEXT             -- the reply rule that matched, NULL when none did
+            )""",
+            "INSERT INTO messages_new SELECT message_uuid, from_number, to_number, text, type, media_urls,"
+            " received_at, outcome, reply, v2_nonce, rule FROM messages",
+            "DROP TABLE messages",
+            "ALTER TABLE messages_new RENAME TO messages",
+            "CREATE INDEX messages_replies ON messages (from_number, received_at)"
+            " WHERE outcome IN ('replied', 'helped')",
+            "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
+        ], "postgresql": [
+            "ALTER TABLE messages ALTER COLUMN from_number DROP NOT NULL, ALTER COLUMN to_number DROP NOT NULL,"
+            " ALTER COLUMN text DROP NOT NULL, ALTER COLUMN media_urls DROP NOT NULL",
+        ]},
+        # The operating commands read windows of time; purge finds only what it has not erased yet.
+        "CREATE INDEX messages_by_time ON messages (received_at)",
+        "CREATE INDEX messages_to_purge ON messages (received_at) WHERE from_number IS NOT NULL",
+        "CREATE INDEX opt_outs_by_time ON opt_outs (opted_out_at)",
+        "CREATE INDEX delivery_reports_by_time ON delivery_reports (received_at)",
+        "CREATE INDEX outbox_by_time ON outbox (queued_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-SQLITE_TYPES = {"timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text, which sorts as time
-POSTGRES_TYPES = {"timestamp": "TIMESTAMPTZ", "real": "DOUBLE PRECISION"}
+SQLITE_TYPES = {"dialect": "sqlite", "timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text
+POSTGRES_TYPES = {"dialect": "postgresql", "timestamp": "TIMESTAMPTZ", "real": "DOUBLE PRECISION"}
 
 
 def migrate(execute: Callable[[str], object], version: int, types: Mapping[str, str], database: str) -> None:
@@ -454,9 +495,10 @@ def migrate(execute: Callable[[str], object], version: int, types: Mapping[str, 
     if version > SCHEMA_VERSION:
         raise StoreUnavailable(f"{database} has schema version {version}; "
                                f"this sms_responder knows up to {SCHEMA_VERSION}")
-    for statements in MIGRATIONS[version:]:
-        for statement in statements:
-            execute(statement.format(**types))
+    for step in MIGRATIONS[version:]:
+        for entry in step:
+            for statement in [entry] if isinstance(entry, str) else entry[types["dialect"]]:
+                execute(statement.format(**types))
 
 #: Outbox statuses in the order a row moves through them; a report never moves a row back,
 #: and a final status (3) is never replaced by another.
@@ -508,6 +550,10 @@ class Transaction:
 
     def timestamp(self, unix_time: float) -> object:
         """A time as this database stores it."""
+        raise NotImplementedError
+
+    def moment(self, stored: Any) -> datetime:
+        """A stored time as an aware datetime in UTC."""
         raise NotImplementedError
 
     def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
@@ -646,6 +692,83 @@ class Transaction:
                          (new_status, report.error_code or None, report.plivo_message_uuid))
 
 
+    # Operating it: the commands' reads, and the opt-out lists and retention they change
+
+    def find_messages(self, query: MessageQuery) -> list[StoredMessage]:
+        """The last query.limit messages that match (newest first), each with its reply's outbox status."""
+        conditions, params = ["1 = 1"], []
+        if query.sender:
+            conditions.append("m.from_number IN (?, ?)")
+            params += number_forms(query.sender)
+        if query.recipient:
+            conditions.append("m.to_number IN (?, ?)")
+            params += number_forms(query.recipient)
+        if query.since is not None:
+            conditions.append("m.received_at >= ?")
+            params.append(self.timestamp(query.since))
+        rows = self.execute(
+            "SELECT m.message_uuid, m.received_at, m.from_number, m.to_number, m.type, m.text, m.media_urls,"
+            " m.outcome, m.rule, m.reply, o.status FROM messages m LEFT JOIN outbox o"
+            " ON o.message_uuid = m.message_uuid WHERE " + " AND ".join(conditions) +
+            " ORDER BY m.received_at DESC, m.message_uuid DESC LIMIT ?", (*params, query.limit)).fetchall()
+        return [StoredMessage(row[0], self.moment(row[1]), *row[2:6], tuple(json.loads(row[6] or "[]")), *row[7:])
+                for row in rows]
+
+    def message_counts(self, since: float) -> tuple[dict[str, int], int]:
+        """Messages received since `since`, per outcome; and how many distinct senders sent them."""
+        timestamp = self.timestamp(since)
+        outcomes = dict(self.execute("SELECT coalesce(outcome, 'none'), count(*) FROM messages"
+                                     " WHERE received_at >= ? GROUP BY 1 ORDER BY 2 DESC, 1", (timestamp,)).fetchall())
+        senders = self.execute("SELECT count(DISTINCT from_number) FROM messages WHERE received_at >= ?",
+                               (timestamp,)).fetchone()[0]
+        return outcomes, senders
+
+    def opt_out_counts(self, since: float) -> tuple[int, int]:
+        """Opt-outs in force, and how many of them began since `since`."""
+        return tuple(self.execute("SELECT count(*), count(CASE WHEN opted_out_at >= ? THEN 1 END) FROM opt_outs",
+                                  (self.timestamp(since),)).fetchone())
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows per status, all of them."""
+        return dict(self.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 2 DESC, 1").fetchall())
+
+    def opt_outs_in_force(self, recipient: str | None) -> Iterator[tuple[str, str, datetime]]:
+        """(number, our number, since when) of each opt-out, optionally only those of one number of ours."""
+        where, params = ("WHERE to_key = ?", (number_key(recipient),)) if recipient else ("", ())
+        for number, to_number, opted_out_at in self.execute(
+                f"SELECT number, to_number, opted_out_at FROM opt_outs {where} ORDER BY to_key, number_key", params):
+            yield number, to_number, self.moment(opted_out_at)
+
+    def add_opt_outs(self, opt_outs: list[tuple[str, str, float]]) -> int:
+        """Record (number, our number, unix time) opt-outs; how many were new (the others were in force)."""
+        return self.execute_many(
+            "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(number, recipient, number, recipient, self.timestamp(when)) for number, recipient, when in opt_outs])
+
+    def remove_opt_outs(self, number: str, recipients: Iterable[str]) -> int:
+        """Remove a number's opt-outs of some numbers of ours; how many there were."""
+        return sum(self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                                (number_key(number), number_key(recipient))).rowcount for recipient in recipients)
+
+    def purge_messages(self, before: float, batch: int) -> int:
+        """Erase the personal data of up to `batch` messages received before `before`; how many."""
+        return self.execute(
+            "UPDATE messages SET from_number = NULL, to_number = NULL, text = NULL, media_urls = NULL, reply = NULL"
+            " WHERE message_uuid IN (SELECT message_uuid FROM messages WHERE received_at < ?"
+            " AND from_number IS NOT NULL LIMIT ?)", (self.timestamp(before), batch)).rowcount
+
+    def purge_deliveries(self, before: float) -> None:
+        """Delete delivery reports received, and finished outbox rows queued, before `before`."""
+        timestamp = self.timestamp(before)
+        self.execute("DELETE FROM delivery_reports WHERE received_at < ?", (timestamp,))
+        self.execute("DELETE FROM outbox WHERE queued_at < ? AND status NOT IN ('queued', 'sending')", (timestamp,))
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        """Run one statement for each row; the rows changed in all."""
+        raise NotImplementedError
+
+
 class SQLiteTransaction(Transaction):
     """Transaction on a SQLite connection."""
 
@@ -656,6 +779,12 @@ class SQLiteTransaction(Transaction):
 
     def timestamp(self, unix_time: float) -> str:
         return iso_time(unix_time)
+
+    def moment(self, stored: str) -> datetime:
+        return datetime.fromisoformat(stored)
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        return self.connection.executemany(sql, rows).rowcount
 
 
 class _Job:
@@ -952,6 +1081,14 @@ class PostgresTransaction(Transaction):
 
     def timestamp(self, unix_time: float) -> datetime:
         return datetime.fromtimestamp(unix_time, UTC)
+
+    def moment(self, stored: datetime) -> datetime:
+        return stored.astimezone(UTC)
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.executemany(_postgres_placeholders(sql), rows)
+            return cursor.rowcount
 
     def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
         stored = super().add_message(message, received_at, v2_nonce)
@@ -2267,6 +2404,373 @@ class OutboxWorker:
         return True
 
 
+# -- Operating it: conversations, opt-out lists, retention ---------------------
+
+FOLLOW_POLL = 0.5    # seconds between looks for new messages: one is shown within 2 s of being stored
+FOLLOW_MARGIN = 30.0  # seconds: a message stored late (a slow transaction) is still shown once
+PURGE_BATCH = 1000   # messages per transaction: a purge never holds the writer for long
+PURGE_EVERY = 3600.0  # seconds between purges in serve and worker (RETENTION_DAYS)
+MAX_IMPORT_ERRORS = 20
+_CLI_NUMBER = re.compile(r"\d{3,20}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageQuery:
+    """Which stored messages a command wants: filters, and how many of the newest."""
+
+    sender: str | None = None
+    recipient: str | None = None
+    since: float | None = None
+    limit: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMessage:
+    """A message as the commands show it (sender, recipient, text and media are None once purged)."""
+
+    message_uuid: str
+    received_at: datetime
+    sender: str | None
+    recipient: str | None
+    type: str
+    text: str | None
+    media_urls: tuple[str, ...]
+    outcome: str | None
+    rule: str | None
+    reply: str | None
+    reply_status: str | None  # the outbox status in REPLY_MODE=api
+
+    def as_json(self) -> str:
+        return json.dumps({
+            "message_uuid": self.message_uuid, "received_at": self.received_at.isoformat(), "from": self.sender,
+            "to": self.recipient, "type": self.type, "text": self.text, "media_urls": list(self.media_urls),
+            "outcome": self.outcome, "rule": self.rule, "reply": self.reply, "reply_status": self.reply_status,
+        }, ensure_ascii=False)
+
+
+def cli_number(raw: str, what: str = "number") -> str:
+    """A number given on the command line or in a file, as digits: '+1 (415) 555-0100' -> '14155550100'."""
+    digits = number_key(raw.strip())
+    if not _CLI_NUMBER.fullmatch(digits):
+        raise ValueError(f"{what} {raw!r} is not a phone number of 3 to 20 digits")
+    return digits
+
+
+def parse_since(value: str, now: float) -> float:
+    """--since: a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local without an offset)."""
+    match = _PERIOD.fullmatch(value.strip())
+    if match:
+        return now - int(match[1]) * PERIOD_SECONDS[match[2]]
+    try:
+        return datetime.fromisoformat(value.strip()).astimezone().timestamp()  # naive: the machine's local time
+    except ValueError:
+        raise ConfigError([f"--since: {value!r} is neither a duration (90s, 30m, 2h, 7d) nor an ISO 8601 time"]) \
+            from None
+
+
+def our_numbers_given(settings: Settings, to: str | None, what: str = "--to") -> tuple[str, ...]:
+    """A number of ours given as --to (or a CSV's to_number), or all of them when it is absent."""
+    if to is None:
+        return settings.plivo_number
+    number = cli_number(to, what)
+    if number not in settings.plivo_number:
+        raise ValueError(f"{what} {to} is not one of PLIVO_NUMBER")
+    return (number,)
+
+
+@contextmanager
+def command_store(settings: Settings) -> Iterator[SQLiteStore | PostgresStore]:
+    """The store a command reads or changes: a SQLite file must exist already (it is never created here)."""
+    store = open_store(settings)
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        raise StoreMissing(f"{store.path} does not exist (DATABASE_URL); the service creates it on first start")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# Terminal output: aligned columns cut to the width, colour on a terminal only (https://no-color.org).
+OUTCOME_COLOURS = {"replied": "32", "helped": "32", "started": "36", "stopped": "31", "opted_out": "31",
+                   "rate_limited": "33", "no_reply": "2", "plivo_keyword": "35", "own_number": "35"}
+_UNPRINTABLE = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+                ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+class MessageTable:
+    """Stored messages as aligned lines: local time, sender, our number, outcome, then text -> reply."""
+
+    COLUMNS = (("time", 19), ("from", 16), ("to", 16), ("outcome", 13))
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        is_terminal = stream.isatty()
+        self.colour = is_terminal and not os.environ.get("NO_COLOR")
+        self.width = shutil.get_terminal_size().columns if is_terminal else None
+
+    def write_header(self) -> None:
+        self.print_row([name.upper() for name, _ in self.COLUMNS], "TEXT -> REPLY", ["2"] * 4)
+
+    def write(self, message: StoredMessage) -> None:
+        text = "(purged)" if message.sender is None else printable(message.text or "")
+        if message.media_urls:
+            text += f" [+{len(message.media_urls)} media]"
+        if message.reply:
+            text += f" -> {printable(message.reply)}"
+        outcome = message.outcome or "-"
+        self.print_row([message.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), message.sender or "-",
+                        message.recipient or "-", outcome], text, ["2", "0", "0", OUTCOME_COLOURS.get(outcome, "0")])
+
+    def print_row(self, cells: list[str], text: str, colours: list[str]) -> None:
+        cells = [fit(cell, width).ljust(width) for cell, (_, width) in zip(cells, self.COLUMNS)]
+        if self.colour:
+            cells = [f"\x1b[{colour}m{cell}\x1b[0m" for cell, colour in zip(cells, colours)]
+        room = None if self.width is None else max(10, self.width - sum(width + 1 for _, width in self.COLUMNS))
+        print(" ".join(cells), fit(text, room), file=self.stream, flush=True)
+
+
+def printable(text: str) -> str:
+    """Text from strangers made safe for a terminal: control characters (escape sequences) shown escaped."""
+    return text.translate(_UNPRINTABLE)
+
+
+def fit(line: str, width: int | None) -> str:
+    """The line cut to at most `width` terminal cells (wide characters take two), with an ellipsis when cut."""
+    cells = [2 if unicodedata.east_asian_width(character) in "WF" else 1 for character in line]
+    if width is None or sum(cells) <= width:
+        return line
+    used = 0
+    for index, cell in enumerate(cells):
+        if used + cell > width - 1:
+            return line[:index] + "…"
+        used += cell
+    return line
+
+
+def list_messages(args: argparse.Namespace) -> int:
+    """messages: the stored messages that match, oldest first; with --follow, then each new one as it comes."""
+    settings = Settings.from_env(read_environment())
+    query = MessageQuery(sender=args.sender and argument(cli_number, args.sender, "--from"),
+                         recipient=args.to and argument(cli_number, args.to, "--to"),
+                         since=args.since and parse_since(args.since, time.time()), limit=args.limit)
+    with command_store(settings) as store:
+        with store.reading() as history:
+            shown = history.find_messages(query)[::-1]
+        if args.json:
+            def write(message: StoredMessage) -> None:
+                print(message.as_json(), flush=True)
+        else:
+            table = MessageTable(sys.stdout)
+            table.write_header()
+            write = table.write
+        for message in shown:
+            write(message)
+        if args.follow:
+            follow(store, query, shown, write)
+    return 0
+
+
+def argument(parse: Callable[..., Any], value: str, *details: str) -> Any:
+    """parse(value, *details), a ValueError becoming the command's one-line error."""
+    try:
+        return parse(value, *details)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
+
+
+def follow(store: SQLiteStore | PostgresStore, query: MessageQuery, shown: list[StoredMessage],
+           write: Callable[[StoredMessage], None]) -> None:
+    """Print each new message within 2 s of it being stored, until SIGINT or SIGTERM.
+
+    Every FOLLOW_POLL seconds it reads the messages received since the newest one shown,
+    less FOLLOW_MARGIN seconds, and prints those it has not printed: a message whose
+    transaction committed after a later one's (their received_at is taken before the
+    commit) is shown too, once.
+    """
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stopping.set())
+    seen = {message.message_uuid: message.received_at.timestamp() for message in shown}
+    newest = max(seen.values(), default=time.time() - FOLLOW_MARGIN)
+    while not stopping.wait(FOLLOW_POLL):
+        window = dataclasses.replace(query, since=max(query.since or 0, newest - FOLLOW_MARGIN), limit=10_000)
+        try:
+            with store.reading() as history:
+                new = [message for message in history.find_messages(window)[::-1] if message.message_uuid not in seen]
+        except StoreUnavailable as error:
+            print(f"sms_responder: {error}".splitlines()[0], file=sys.stderr, flush=True)
+            continue
+        for message in new:
+            write(message)
+            seen[message.message_uuid] = message.received_at.timestamp()
+        newest = max(newest, *seen.values()) if seen else newest
+        seen = {uuid_: at for uuid_, at in seen.items() if at >= newest - 2 * FOLLOW_MARGIN}
+
+
+def show_stats(args: argparse.Namespace) -> int:
+    """stats: messages, outcomes, senders and opt-outs since --since (default 24 h), and the outbox now."""
+    settings = Settings.from_env(read_environment())
+    since = parse_since(args.since or "24h", time.time())
+    with command_store(settings) as store, store.reading() as history:
+        outcomes, senders = history.message_counts(since)
+        opt_outs, new_opt_outs = history.opt_out_counts(since)
+        outbox = history.outbox_counts()
+    report = {"since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
+              "messages": sum(outcomes.values()), "outcomes": outcomes, "senders": senders,
+              "opt_outs": {"total": opt_outs, "new": new_opt_outs}, "outbox": outbox}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{'since':<16}{datetime.fromtimestamp(since).astimezone():%Y-%m-%d %H:%M %Z}")
+    print(f"{'messages':<16}{report['messages']:>7,}")
+    for outcome, number in outcomes.items():
+        print(f"  {outcome:<14}{number:>7,}")
+    print(f"{'senders':<16}{senders:>7,}")
+    print(f"{'opt-outs':<16}{opt_outs:>7,} in force, {new_opt_outs:,} new")
+    print(f"{'outbox':<16}" + (", ".join(f"{status} {number:,}" for status, number in outbox.items()) or "empty"))
+    return 0
+
+
+def export_opt_outs(args: argparse.Namespace) -> int:
+    """opt-outs export: CSV (number,to_number,opted_out_at) of every opt-out in force."""
+    settings = Settings.from_env(read_environment())
+    recipient = args.to and argument(our_numbers_given, settings, args.to)[0]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    with command_store(settings) as store, store.reading() as history:
+        writer.writerow(["number", "to_number", "opted_out_at"])
+        for number, to_number, opted_out_at in history.opt_outs_in_force(recipient):
+            writer.writerow([number, to_number, opted_out_at.isoformat(timespec="seconds")])
+    return 0
+
+
+def import_opt_outs(args: argparse.Namespace) -> int:
+    """opt-outs import: all rows of a CSV or none; one line per bad row (at most 20), exit 2."""
+    settings = Settings.from_env(read_environment())
+    default_numbers = argument(our_numbers_given, settings, args.to)
+    with command_store(settings) as store:
+        try:
+            source = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="") if args.file == "-"
+                      else open(args.file, encoding="utf-8-sig", newline=""))  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise ConfigError([f"{args.file}: {error.strerror}"]) from None
+        with source:
+            opt_outs, problems = read_opt_out_csv(source, args.file, settings, default_numbers, time.time())
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 2
+        with store.transaction() as tx:  # validated first, so the writer is held only while writing
+            imported = tx.add_opt_outs(opt_outs)
+    print(f"imported {imported}, already opted out {len(opt_outs) - imported}")
+    return 0
+
+
+def read_opt_out_csv(source: Iterable[str], name: str, settings: Settings, default_numbers: tuple[str, ...],
+                     now: float) -> tuple[list[tuple[str, str, float]], list[str]]:
+    """The (number, our number, unix time) opt-outs of a CSV, read row by row, and its problems (`FILE:LINE: ...`)."""
+    reader = csv.DictReader(source)
+    problems: list[str] = []
+    if reader.fieldnames is None or "number" not in reader.fieldnames:
+        return [], [f"{name}:1: the header must have a number column (and may have to_number, opted_out_at)"]
+    opt_outs = []
+    for row in reader:
+        try:
+            number = cli_number(row["number"] or "")
+            recipients = (our_numbers_given(settings, row["to_number"], "to_number") if row.get("to_number")
+                          else default_numbers)
+            when = imported_time(row.get("opted_out_at") or "", now)
+        except ValueError as error:
+            problems.append(f"{name}:{reader.line_num}: {error}")
+            if len(problems) == MAX_IMPORT_ERRORS:
+                break
+            continue
+        if not problems:
+            opt_outs.extend((number, recipient, when) for recipient in recipients)
+    return opt_outs, problems
+
+
+def imported_time(value: str, now: float) -> float:
+    """An opted_out_at of an imported row: empty means now; without an offset it is UTC."""
+    if not value.strip():
+        return now
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"opted_out_at {value!r} is not an ISO 8601 time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def change_opt_out(args: argparse.Namespace) -> int:
+    """opt-outs add / remove: one number, for --to or every number of ours; no SMS is sent."""
+    settings = Settings.from_env(read_environment())
+    number = argument(cli_number, args.number)
+    recipients = argument(our_numbers_given, settings, args.to)
+    with command_store(settings) as store, store.transaction() as tx:
+        if args.action == "add":
+            changed = tx.add_opt_outs([(number, recipient, time.time()) for recipient in recipients])
+        else:
+            changed = tx.remove_opt_outs(number, recipients)
+    if args.action == "add":
+        print(f"{number}: opted out of {', '.join(recipients)} ({changed} new, {len(recipients) - changed} already)")
+    else:
+        print(f"{number}: opt-out removed from {', '.join(recipients)} "
+              f"({changed} removed, {len(recipients) - changed} were not opted out)")
+    return 0
+
+
+def purge(store: SQLiteStore | PostgresStore, days: int, now: float) -> int:
+    """Erase the personal data of messages older than `days` days, in small transactions; how many."""
+    before = now - days * 86400
+    purged = 0
+    while True:
+        with store.transaction() as tx:
+            batch = tx.purge_messages(before, PURGE_BATCH)
+        purged += batch
+        if batch < PURGE_BATCH:
+            break
+    with store.transaction() as tx:
+        tx.purge_deliveries(before)
+    return purged
+
+
+def purge_command(args: argparse.Namespace) -> int:
+    """purge: erase what RETENTION_DAYS (or --days) no longer allows to keep."""
+    settings = Settings.from_env(read_environment())
+    days = args.days or settings.retention_days
+    if not days:
+        raise ConfigError(["purge needs --days N (N >= 1) or RETENTION_DAYS"])
+    with command_store(settings) as store:
+        print(f"purged {purge(store, days, time.time())} messages")
+    return 0
+
+
+class RetentionSchedule:
+    """Purges at start and then every PURGE_EVERY seconds on a thread (serve and worker, RETENTION_DAYS >= 1)."""
+
+    def __init__(self, store: SQLiteStore | PostgresStore, days: int) -> None:
+        self.store, self.days = store, days
+        self.stopping = threading.Event()
+
+    def start(self) -> RetentionSchedule:
+        threading.Thread(target=self.run, name="retention", daemon=True).start()
+        return self
+
+    def run(self) -> None:
+        while True:
+            try:
+                purged = purge(self.store, self.days, time.time())
+                log.info("purged", extra={"fields": {"messages": purged, "older_than_days": self.days}})
+            except StoreUnavailable as error:
+                log.error("purge failed, trying again in an hour: %s", error)
+            except Exception:
+                log.exception("purge failed, trying again in an hour")
+            if self.stopping.wait(PURGE_EVERY):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
 # -- Server and command line -------------------------------------------------
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -2305,6 +2809,7 @@ def serve(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", error)
         return 1
     worker = start_worker(app) if args.with_worker else None  # only once serving: its thread keeps us alive
+    retention = RetentionSchedule(app.store, settings.retention_days).start() if settings.retention_days else None
     port = server.server_address[1]
     local_url = f"http://{settings.host}:{port}{WEBHOOK_PATH}"
     log.info("serving on http://%s:%s", settings.host, port)
@@ -2325,8 +2830,9 @@ def serve(args: argparse.Namespace) -> int:
         log.info("Keyboard interrupt received, exiting.")
     finally:
         server.server_close()
-        if worker:
-            worker.stop()
+        for background in (worker, retention):
+            if background:
+                background.stop()
         app.close()
     return 0
 
@@ -2346,7 +2852,10 @@ def run_worker(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: worker.stop())
     log.info("outbox worker sending through %s", app.settings.plivo_api_url)
+    retention = RetentionSchedule(app.store, app.settings.retention_days).start() if app.settings.retention_days else None
     worker.run()
+    if retention:
+        retention.stop()
     app.close()
     return 0
 
@@ -2445,13 +2954,58 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     try_parser.add_argument("--media", action="append", default=[], metavar="URL",
                             help="a media URL: the message is an MMS (repeat for several)")
     try_parser.set_defaults(run=try_message)
+    add_operating_commands(commands)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
     return parser.parse_args(argv)
 
 
+def add_operating_commands(commands: Any) -> None:
+    """messages, stats, opt-outs and purge: the commands an owner runs beside the service."""
+    since_help = "a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local)"
+    messages_parser = commands.add_parser("messages", help="the stored messages, oldest first")
+    messages_parser.add_argument("--from", dest="sender", metavar="N", help="only from this number")
+    messages_parser.add_argument("--to", metavar="N", help="only to this number of ours")
+    messages_parser.add_argument("--since", metavar="WHEN", help=f"only since: {since_help}")
+    messages_parser.add_argument("--limit", type=_positive, default=20, help="the last N (default: %(default)s)")
+    messages_parser.add_argument("--json", action="store_true", help="one JSON object per line (times in UTC)")
+    messages_parser.add_argument("-f", "--follow", action="store_true",
+                                 help="then print each new message as it is stored, until Ctrl-C")
+    messages_parser.set_defaults(run=list_messages)
+    stats_parser = commands.add_parser("stats", help="counts since --since (default: the last 24 h)")
+    stats_parser.add_argument("--since", metavar="WHEN", help=since_help)
+    stats_parser.add_argument("--json", action="store_true", help="one JSON object")
+    stats_parser.set_defaults(run=show_stats)
+    opt_outs = commands.add_parser("opt-outs", help="export, import, add or remove opt-outs").add_subparsers(
+        dest="action", required=True)
+    export_parser = opt_outs.add_parser("export", help="CSV of every opt-out in force on standard output")
+    export_parser.add_argument("--to", metavar="N", help="only those of this number of ours")
+    export_parser.set_defaults(run=export_opt_outs)
+    import_parser = opt_outs.add_parser("import", help="opt-outs from a CSV (all rows or none)")
+    import_parser.add_argument("file", metavar="FILE", help="a CSV with a number column (- reads standard input)")
+    import_parser.add_argument("--to", metavar="N", help="for rows without to_number (default: every number of ours)")
+    import_parser.set_defaults(run=import_opt_outs)
+    for action, what in (("add", "opt a number out (no SMS is sent)"), ("remove", "remove a number's opt-out")):
+        change_parser = opt_outs.add_parser(action, help=what)
+        change_parser.add_argument("number", help="the phone number")
+        change_parser.add_argument("--to", metavar="N", help="of this number of ours (default: every one)")
+        change_parser.set_defaults(run=change_opt_out)
+    purge_parser = commands.add_parser("purge", help="erase the personal data of old messages")
+    purge_parser.add_argument("--days", type=_positive, help="older than N days (default: RETENTION_DAYS)")
+    purge_parser.set_defaults(run=purge_command)
+
+
+def _positive(raw: str) -> int:
+    value = int(raw) if raw.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 1 or more")
+    return value
+
+
 def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -> int:
-    """Command line entry point: serve (the default), send, try or worker. Exit 2 on bad settings.
+    """Command line entry point: serve (the default), send, try, worker and the operating commands.
+
+    Exit 2 on bad settings or a database a command cannot use.
 
     A program with its own reply function runs `sys.exit(sms_responder.main(reply=my_reply))`.
     """
@@ -2463,6 +3017,14 @@ def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -
         for problem in error.problems:
             print(f"sms_responder: {problem}", file=sys.stderr)
         return 2
+    except StoreUnavailable as error:  # a command's database: missing, unreachable, or newer than this code
+        print(f"sms_responder: {error}".splitlines()[0], file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `messages | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
