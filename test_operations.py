@@ -149,9 +149,10 @@ class TestMessages:
         assert [message["message_uuid"] for message in listed] == uuids[5:]
         first = listed[0]
         assert set(first) == {"message_uuid", "received_at", "from", "to", "type", "text", "media_urls", "outcome",
-                              "rule", "reply", "reply_status"}
-        assert (first["from"], first["to"], first["text"], first["outcome"], first["reply"], first["rule"]) == (
-            SENDER, OUR_NUMBER, "hello 5", "replied", "You said: hello 5", None)
+                              "rule", "reply", "reply_status", "forwarded_to", "relayed_to"}
+        assert (first["from"], first["to"], first["text"], first["outcome"], first["reply"], first["rule"],
+                first["forwarded_to"], first["relayed_to"]) == (
+            SENDER, OUR_NUMBER, "hello 5", "replied", "You said: hello 5", None, [], None)
         assert datetime.fromisoformat(first["received_at"]).utcoffset() == timedelta(0)
         assert [message["text"] for message in json_lines(ok(env, tmp_path, "messages", "--json", "--limit", "2"))
                 ] == ["hello 23", "hello 24"]

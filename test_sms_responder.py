@@ -783,7 +783,7 @@ class TestReplyText:
         allowed = [c for c in everything if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
                    or c >= "\U00010000"]  # the Char production of XML 1.0
         assert kept == "".join(allowed)
-        built = sms_responder.reply_xml("1", "2", kept)  # lxml, the SDK's builder, accepts all of it
+        built = sms_responder.reply_xml("1", [("2", kept)])  # lxml, the SDK's builder, accepts all of it
         assert ET.fromstring(built).find("Message").text == kept  # lxml writes CR as &#13;, so it survives
 
     def test_long_reply_is_cut_to_1600_characters(self, client, db):
