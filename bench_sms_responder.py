@@ -5,6 +5,7 @@
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
+    python bench_sms_responder.py growth      # cost per webhook on 1,000,000 and 10,000,000 stored messages
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
                                               # a WSGI host on 127.0.0.1 under load from a separate process
     python bench_sms_responder.py matrix      # the README's table: every host, both durabilities, both backends
@@ -23,6 +24,7 @@ import io
 import json
 import logging
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -301,6 +303,100 @@ def run_operations(args):
     return {"mode": "operations", "messages": args.messages, "results": rows}
 
 
+def grow_database(database_url, messages):
+    """A database the service has created, holding `messages` messages from a million senders over 30 days.
+
+    Written in bulk with the indexes dropped and made again afterwards (hours less than growing them
+    one message at a time; a fresh index is packed tighter than a grown one, which flatters reads a
+    little and writes not at all)."""
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, database_url=database_url)
+    app.store.ping()
+    app.close()
+    now, span = time.time(), 30 * 86400
+    sqlite = database_url.startswith("sqlite")
+    connection = (sms_responder.sqlite3.connect(database_url.removeprefix("sqlite:///")) if sqlite
+                  else __import__("psycopg").connect(database_url))
+    indexes = ([sql for (sql,) in connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' AND sql IS NOT NULL")]
+               if sqlite else [sql for (sql,) in connection.execute(
+                   "SELECT indexdef FROM pg_indexes WHERE tablename = 'messages' AND indexname <> 'messages_pkey'")])
+    for sql in indexes:
+        connection.execute("DROP INDEX " + sql.split(" INDEX ")[1].split()[0])
+    stamp = sms_responder.iso_time if sqlite else (lambda unix: sms_responder.datetime.fromtimestamp(
+        unix, sms_responder.UTC))
+    rows = ((str(uuid.UUID(int=random.getrandbits(128), version=4)), f"1415{random.randrange(1_000_000):07d}",
+             OUR_NUMBER, "hello", "sms", "[]", stamp(now - span + span * i / messages), "replied", "You said: hello")
+            for i in range(messages))
+    columns = "message_uuid, from_number, to_number, text, type, media_urls, received_at, outcome, reply"
+    if sqlite:
+        connection.execute("PRAGMA synchronous = OFF")  # only while filling: the benchmark, not the service
+        with connection:
+            connection.executemany(f"INSERT INTO messages ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    else:
+        with connection.cursor().copy(f"COPY messages ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    for sql in indexes:
+        connection.execute(sql)
+    connection.execute("ANALYZE") if sqlite else connection.execute("ANALYZE messages")
+    connection.commit()
+    connection.close()
+
+
+def run_growth(args):
+    """CPU per replied webhook (in process, SQLITE_SYNCHRONOUS=normal) on an empty database and on large ones."""
+    random.seed(7)
+    rows = []
+    sizes = [int(size) for size in args.sizes.split(",")]
+    for backend in ("sqlite", "postgresql"):
+        if backend == "postgresql" and postgres_bin() is None:
+            continue
+        for size in sizes if backend == "sqlite" else [size for size in sizes if size <= 1_000_000]:
+            with tempfile.TemporaryDirectory(dir=args.folder) as folder_name:
+                postgres = (PostgresServer(postgres_bin(), durable=True).initialise().start()
+                            if backend == "postgresql" else None)
+                try:
+                    database_url = postgres.url() if postgres else f"sqlite:///{Path(folder_name) / 'grown.db'}"
+                    started = time.perf_counter()
+                    if size:
+                        grow_database(database_url, size)
+                    print(f"  {backend}: {size:,} messages in {time.perf_counter() - started:.0f} s",
+                          file=sys.stderr, flush=True)
+                    rows.append({"path": f"{backend}, {size:,} stored", **webhook_cost(database_url, args)})
+                finally:
+                    if postgres:
+                        postgres.stop()
+                        postgres.remove()
+        empty = next(row["cpu_us"] for row in rows if row["path"] == f"{backend}, 0 stored")
+        for row in rows:
+            if row["path"].startswith(backend):
+                row["vs_empty"] = round(row["cpu_us"] / empty, 2)
+    return {"mode": "growth", "messages": args.messages, "rounds": args.rounds, "synchronous": "normal",
+            "results": rows}
+
+
+def webhook_cost(database_url, args):
+    """Median CPU and wall time per replied webhook over args.rounds rounds of args.messages new messages."""
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, database_url=database_url,
+                                   sqlite_synchronous="normal", reply_limit=1_000_000)
+    quiet_logging(app)
+    app.store.ping()
+    cpu_samples, wall_samples = [], []
+    for _ in range(args.rounds):
+        environs = [environ_for(*signed_request(webhook_form(f"1415{random.randrange(1_000_000):07d}", "hello")))
+                    for _ in range(args.messages)]
+        statuses = []
+        wall, cpu = time.perf_counter(), time.process_time()
+        for environ in environs:
+            b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert statuses == ["200 OK"] * len(environs)
+        cpu_samples.append(cpu / len(environs) * 1e6)
+        wall_samples.append(wall / len(environs) * 1e6)
+    app.close()
+    return {"cpu_us": round(statistics.median(cpu_samples), 1), "wall_us": round(statistics.median(wall_samples), 1)}
+
+
 def timed(work):
     started = time.perf_counter()
     work()
@@ -373,15 +469,15 @@ def process_tree(pid):
 
 
 def cpu_seconds(pids):
-    """User + system CPU time of these processes so far."""
-    total = 0
+    """(user, system) CPU time of these processes so far."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (stat fields 14, 15)
+    return user / os.sysconf("SC_CLK_TCK"), system / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid):
@@ -530,7 +626,8 @@ def run_http(args):
                                         cycle=args.app == "bare")
             else:
                 counted = load_with_python(url, requests, args.connections)
-            server_cpu = cpu_seconds(service_pids()) - cpu_before
+            cpu_after = cpu_seconds(service_pids())
+            server_user, server_system = (after - before for after, before in zip(cpu_after, cpu_before))
             worker_rss = max(rss_mb(pid) for pid in pids if pid != server.pid or len(pids) == 1)
             stored = count_stored(database_url) if args.app != "bare" else None
         finally:
@@ -545,7 +642,9 @@ def run_http(args):
             "connections": args.connections, "load": "wrk" if shutil.which("wrk") else "python",
             "results": [{"path": "replied", "req_per_s": round(requests_done / counted["seconds"]),
                          "p50_ms": round(counted["p50_us"] / 1000, 2), "p99_ms": round(counted["p99_us"] / 1000, 2),
-                         "cpu_us_per_req": round(server_cpu / requests_done * 1e6),
+                         "cpu_us_per_req": round((server_user + server_system) / requests_done * 1e6),
+                         "user_us": round(server_user / requests_done * 1e6),
+                         "system_us": round(server_system / requests_done * 1e6),
                          "rss_mb_per_worker": round(worker_rss, 1), "ok": counted["good"],
                          "bad": counted["bad"] + counted["errors"],
                          "stored": "-" if stored is None else stored - len(warmup)}]}
@@ -618,7 +717,7 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "http", "matrix"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "growth", "http", "matrix"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -640,6 +739,9 @@ def parse_args(argv):
     parser.add_argument("--app", choices=["sms_responder", "bare"], default="sms_responder",
                         help="http: the service, or a fixed-answer app for the host's ceiling (default: %(default)s)")
     parser.add_argument("--no-pin", action="store_true", help="http: do not pin server and load to separate CPUs")
+    parser.add_argument("--sizes", default="0,1000000,10000000",
+                        help="growth: stored messages to measure at, comma-separated (default: %(default)s)")
+    parser.add_argument("--folder", default=None, help="growth: where the large databases go (default: the temp dir)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.messages is None:
@@ -650,7 +752,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
-              "http": run_http, "matrix": run_matrix}[args.mode](args)
+              "growth": run_growth, "http": run_http, "matrix": run_matrix}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

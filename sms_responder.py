@@ -32,6 +32,7 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -62,8 +63,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from plivo import plivoxml
-from plivo.utils.signature_v3 import construct_get_url, get_signature_v3, get_sorted_params_string
+from plivo.utils.signature_v3 import construct_get_url
 
 __all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"]
 
@@ -318,6 +318,14 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # logging's own format, the date and time text made once a second: it was most of a line's cost
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created)))
+        return f"{self._second[1]},{int(record.msecs):03d}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
@@ -389,8 +397,21 @@ def sqlite_path(database_url: str) -> str:
 
 
 def iso_time(timestamp: float) -> str:
-    """UTC ISO 8601 with microseconds: sorts as text, reads well in the database."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+    """UTC ISO 8601 with microseconds: sorts as text, reads well in the database.
+
+    The same text as datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds"), with
+    the date and time of the second made once (a webhook writes two times; isoformat is slow).
+    """
+    second = math.floor(timestamp)
+    microseconds = round((timestamp - second) * 1_000_000)
+    if microseconds == 1_000_000:
+        second, microseconds = second + 1, 0
+    return f"{_second_text(second)}.{microseconds:06d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 # The schema, for both databases: each entry migrates version N to N+1 (SQLite keeps N in PRAGMA
@@ -452,8 +473,11 @@ MIGRATIONS = [
     ],
     [
         "ALTER TABLE messages ADD COLUMN rule TEXT",  # the reply rule that matched, NULL when none did
-        # A sender's history (first_message, once_per): a few rows per sender, never a scan.
-        "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
+        # A sender's history, by outcome, then time: the reply limit seeks straight to the replies
+        # (REPLY_LIMIT rows at most, however much a sender floods), once_per to the matched rules,
+        # first_message and `messages --from` to the sender. One index entry per message.
+        "DROP INDEX messages_replies",
+        "CREATE INDEX messages_by_sender ON messages (from_number, outcome, received_at)",
     ],
     [
         # purge erases personal data, so those columns may be NULL. SQLite cannot drop NOT NULL: the
@@ -469,20 +493,21 @@ MIGRATIONS = [
                 received_at  TEXT NOT NULL,
                 outcome      TEXT,            -- replied, helped, stopped, started, opted_out, rate_limited, ...
                 reply        TEXT,            -- the reply sent, or NULL
-                v2_nonce     TEXT UNIQUE,     -- V2 signatures do not cover the body: a nonce serves one message
+                v2_nonce     TEXT,            -- V2 signatures do not cover the body: a nonce serves one message
                 rule         TEXT             -- the reply rule that matched, NULL when none did
             )""",
             "INSERT INTO messages_new SELECT message_uuid, from_number, to_number, text, type, media_urls,"
             " received_at, outcome, reply, v2_nonce, rule FROM messages",
             "DROP TABLE messages",
             "ALTER TABLE messages_new RENAME TO messages",
-            "CREATE INDEX messages_replies ON messages (from_number, received_at)"
-            " WHERE outcome IN ('replied', 'helped')",
-            "CREATE INDEX messages_by_sender ON messages (from_number, received_at)",
+            "CREATE INDEX messages_by_sender ON messages (from_number, outcome, received_at)",
         ], "postgresql": [
             "ALTER TABLE messages ALTER COLUMN from_number DROP NOT NULL, ALTER COLUMN to_number DROP NOT NULL,"
             " ALTER COLUMN text DROP NOT NULL, ALTER COLUMN media_urls DROP NOT NULL",
+            "ALTER TABLE messages DROP CONSTRAINT messages_v2_nonce_key",
         ]},
+        # Most messages carry no V2 nonce: only those that do take an entry (and a page write) here.
+        "CREATE UNIQUE INDEX messages_v2_nonce ON messages (v2_nonce) WHERE v2_nonce IS NOT NULL",
         # The operating commands read windows of time; purge finds only what it has not erased yet.
         "CREATE INDEX messages_by_time ON messages (received_at)",
         "CREATE INDEX messages_to_purge ON messages (received_at) WHERE from_number IS NOT NULL",
@@ -555,6 +580,16 @@ PLIVO_STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", 
                   "failed": "failed", "rejected": "failed"}
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageState:
+    """What the database says about a new message before it is decided."""
+
+    duplicate: bool        # its MessageUUID is stored already
+    nonce_used: bool       # its V2 nonce is bound to another message
+    opted_out: bool        # its sender has opted out of the receiving number
+    recent_replies: int    # limited replies to its sender within REPLY_WINDOW
+
+
 @dataclasses.dataclass(frozen=True)
 class OutboxRow:
     """An SMS claimed by a worker: to send from src to dst, unless the claim is lost."""
@@ -605,37 +640,47 @@ class Transaction:
         """A stored time as an aware datetime in UTC."""
         raise NotImplementedError
 
-    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
-        """Store a new message; False if its MessageUUID is already stored (a retry or a replay)."""
+    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> MessageState:
+        """All a new message's decision reads, in one statement: is it stored already, is its V2 nonce
+        bound to another message, has its sender opted out of this number, how many limited replies
+        (REPLY_LIMIT) has the sender had since `since`."""
+        return MessageState(*self.read_state(message, since, v2_nonce).fetchone())
+
+    def read_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> Any:
+        # The outcomes are written out so that the index messages_by_sender seeks straight to the replies.
+        return self.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
+            " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
+            " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
+            " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped')"
+            " AND received_at >= ?)",
+            (message.message_uuid, v2_nonce, number_key(message.sender), number_key(message.recipient),
+             message.sender, self.timestamp(since)))
+
+    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
+                    decision: Decision, *, last: bool = False) -> bool:
+        """Store a new message with what was decided for it, in one statement; False if its MessageUUID
+        is stored already (the database, not the read before, has the last word on duplicates).
+
+        `last`: nothing more will be written in this transaction, so a database that can commit
+        in the same round trip may (PostgreSQL does; SQLite's commit belongs to the batch)."""
         try:
-            cursor = self.execute(
-                "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls,"
-                " received_at, v2_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (message_uuid) DO NOTHING",
-                (message.message_uuid, message.sender, message.recipient, message.text, message.type,
-                 json.dumps(message.media_urls), self.timestamp(received_at), v2_nonce))
+            return self.insert_message(message, received_at, v2_nonce, decision).rowcount == 1
         except self.unique_violation as error:
             if v2_nonce is None:
                 raise
             raise NonceReused(v2_nonce) from error
-        return cursor.rowcount == 1
 
-    def record_decision(self, message_uuid: str, decision: Decision) -> None:
-        """Store what was decided for a message: outcome, the reply sent (if any), the rule that matched."""
-        self.execute(
-            "UPDATE messages SET outcome = ?, reply = ?, rule = ?, forwarded_to = ?, relayed_to = ?"
-            " WHERE message_uuid = ?",
-            (decision.outcome.value, decision.reply, decision.rule and decision.rule.name,
-             ",".join(decision.forwarded_to) or None, decision.relayed_to, message_uuid))
-
-    def sender_state(self, sender: str, recipient: str, since: float) -> tuple[bool, int]:
-        """Has this sender opted out of this number of ours, and how many limited replies since `since`?"""
-        # The outcomes are written out so that the partial index messages_replies serves the count.
+    def insert_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
+                       decision: Decision) -> Any:
         return self.execute(
-            "SELECT EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
-            " (SELECT count(*) FROM messages WHERE from_number = ? AND received_at >= ?"
-            " AND outcome IN ('replied', 'helped'))",
-            (number_key(sender), number_key(recipient), sender, self.timestamp(since))).fetchone()
+            "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls, received_at,"
+            " v2_nonce, outcome, reply, rule, forwarded_to, relayed_to)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_uuid) DO NOTHING",
+            (message.message_uuid, message.sender, message.recipient, message.text, message.type,
+             json.dumps(message.media_urls) if message.media_urls else "[]", self.timestamp(received_at),
+             v2_nonce, decision.outcome.value, decision.reply, decision.rule and decision.rule.name,
+             ",".join(decision.forwarded_to) or None, decision.relayed_to))
 
     def has_earlier_message(self, message: InboundMessage) -> bool:
         """Is another message from this sender to this number of ours stored (a rule's first_message)?"""
@@ -646,9 +691,10 @@ class Transaction:
 
     def rule_matched_since(self, message: InboundMessage, rule: str, since: float) -> bool:
         """Did this rule answer this sender on this number of ours since `since` (a rule's once_per)?"""
+        # A matched rule's outcome is replied or no_reply: written out, so that messages_by_sender seeks.
         return self.execute(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND received_at >= ? AND rule = ?"
-            " AND to_number IN (?, ?) AND message_uuid <> ?)",
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND outcome IN ('replied', 'no_reply')"
+            " AND received_at >= ? AND rule = ? AND to_number IN (?, ?) AND message_uuid <> ?)",
             (*number_forms(message.sender), self.timestamp(since), rule, *number_forms(message.recipient),
              message.message_uuid)).fetchone()[0]
 
@@ -1142,10 +1188,19 @@ def _rollback(connection: sqlite3.Connection) -> None:
 
 
 class PostgresTransaction(Transaction):
-    """Transaction on a psycopg 3 connection."""
+    """Transaction on a psycopg 3 connection (in autocommit mode: the transaction is explicit).
+
+    A webhook takes two round trips: BEGIN, the per-sender lock and the read go in one
+    pipeline, the insert and COMMIT in another (psycopg syncs when a pipeline ends). Every
+    other statement is sent on its own, its BEGIN with the first of them.
+    """
 
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"  # two workers claim two different rows, without waiting
+
+    def __init__(self, store: PostgresStore, connection: Any) -> None:
+        super().__init__(store, connection)
+        self.state = "new"  # new, begun, committed
 
     @property
     def unique_violation(self) -> type[Exception]:
@@ -1154,7 +1209,18 @@ class PostgresTransaction(Transaction):
     def execute(self, sql: str, params: tuple = ()) -> Any:
         # PostgreSQL text cannot hold NUL characters; they are stored as U+FFFD.
         params = tuple(value.replace("\0", "\ufffd") if isinstance(value, str) else value for value in params)
+        self.begin()
         return self.connection.execute(_postgres_placeholders(sql), params)
+
+    def begin(self) -> None:
+        if self.state == "new":
+            self.state = "begun"
+            self.connection.execute("BEGIN")
+
+    def commit(self) -> None:
+        if self.state == "begun":
+            self.connection.execute("COMMIT")
+        self.state = "committed"
 
     def timestamp(self, unix_time: float) -> datetime:
         return datetime.fromtimestamp(unix_time, UTC)
@@ -1163,15 +1229,33 @@ class PostgresTransaction(Transaction):
         return stored.astimezone(UTC)
 
     def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        self.begin()
         with self.connection.cursor() as cursor:
             cursor.executemany(_postgres_placeholders(sql), rows)
             return cursor.rowcount
 
-    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None) -> bool:
-        stored = super().add_message(message, received_at, v2_nonce)
-        if stored:  # one transaction per sender at a time, so that the reply limit and opt-outs hold
+    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> MessageState:
+        # One transaction per sender at a time, so that what the read finds is still true at the commit
+        # (two copies of a message, the reply limit, opt-outs); the read then sees what the last one stored.
+        with self.connection.pipeline():
+            self.begin()
             self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number_key(message.sender),))
-        return stored
+            cursor = self.read_state(message, since, v2_nonce)
+        return MessageState(*cursor.fetchone())
+
+    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
+                    decision: Decision, *, last: bool = False) -> bool:
+        if not last:
+            return super().add_message(message, received_at, v2_nonce, decision)
+        try:
+            with self.connection.pipeline():  # nothing follows: the insert and the commit in one round trip
+                cursor = self.insert_message(message, received_at, v2_nonce, decision)
+                self.commit()
+        except self.unique_violation as error:
+            if v2_nonce is None:
+                raise
+            raise NonceReused(v2_nonce) from error
+        return cursor.rowcount == 1
 
 
 @functools.cache
@@ -1182,11 +1266,13 @@ def _postgres_placeholders(sql: str) -> str:
 class PostgresStore:
     """The same tables in PostgreSQL (DATABASE_URL=postgresql://...), for several hosts.
 
-    psycopg 3's pool keeps up to POSTGRES_POOL_SIZE connections per process and
-    checks each before lending it, so a database restart costs nothing once the
-    database is back; while it is down, requests wait POSTGRES_WAIT seconds and
-    then fail (503 for /health, 500 for webhooks). The pool opens on first use,
-    in the process that uses it (gunicorn workers fork after import).
+    psycopg 3's pool keeps up to POSTGRES_POOL_SIZE connections per process. A
+    connection the database closed while it was idle (a restart) fails on its first
+    use, and the webhook's work is then run once more on a fresh one, so a restart
+    costs nothing once the database is back; while it is down, requests wait
+    POSTGRES_WAIT seconds and then fail (503 for /health, 500 for webhooks). The
+    pool opens on first use, in the process that uses it (gunicorn workers fork
+    after import).
     """
 
     def __init__(self, url: str) -> None:
@@ -1200,17 +1286,34 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        pool = self._open_pool()
         try:
-            with pool.connection() as connection:
-                yield PostgresTransaction(self, connection)
+            with self._open_pool().connection() as connection:
+                tx = PostgresTransaction(self, connection)
+                try:
+                    yield tx
+                    tx.commit()
+                except BaseException:
+                    if not connection.broken and connection.info.transaction_status != self._idle:
+                        connection.execute("ROLLBACK")
+                    raise
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
             raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
 
     def run(self, work: Callable[[Transaction], Any]) -> Any:
-        """work(tx) in a transaction of its own (PostgreSQL groups concurrent commits itself)."""
-        with self.transaction() as tx:
-            return work(tx)
+        """work(tx) in a transaction of its own (PostgreSQL groups concurrent commits itself).
+
+        A connection the database closed while it sat in the pool (a restart) fails on its first
+        statement: the work runs again, once, on another; nothing of the first attempt was committed."""
+        for attempt in (1, 2):
+            tx = None
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except StoreUnavailable:
+                # Run again only if the connection died before anything could have been committed.
+                if attempt == 2 or tx is None or not tx.connection.broken or tx.state != "begun":
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def reading(self, missing_ok: bool = False) -> Iterator[PostgresTransaction]:
@@ -1223,7 +1326,9 @@ class PostgresStore:
             with self.psycopg.connect(self.url, connect_timeout=int(POSTGRES_WAIT)) as connection:
                 with connection.transaction(force_rollback=True):
                     self._migrate_schema(connection)
-                    yield PostgresTransaction(self, connection)
+                    tx = PostgresTransaction(self, connection)
+                    tx.state = "begun"  # psycopg's transaction, never committed
+                    yield tx
         except self.psycopg.OperationalError as error:
             raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
 
@@ -1238,13 +1343,16 @@ class PostgresStore:
                 self._pool.close()
             self._pool = None
 
+    @property
+    def _idle(self) -> Any:
+        return self.psycopg.pq.TransactionStatus.IDLE
+
     def _open_pool(self) -> Any:
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
                 pool = self._pool_module.ConnectionPool(
                     self.url, min_size=1, max_size=POSTGRES_POOL_SIZE, timeout=POSTGRES_WAIT, open=False,
-                    kwargs={"connect_timeout": int(POSTGRES_WAIT)}, name="sms_responder",
-                    check=self._pool_module.ConnectionPool.check_connection)
+                    kwargs={"connect_timeout": int(POSTGRES_WAIT), "autocommit": True}, name="sms_responder")
                 pool.open(wait=False)
                 self._migrate(pool)
                 self._pool, self._pid = pool, os.getpid()
@@ -1252,7 +1360,7 @@ class PostgresStore:
 
     def _migrate(self, pool: Any) -> None:
         try:
-            with pool.connection() as connection:
+            with pool.connection() as connection, connection.transaction():
                 self._migrate_schema(connection)
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
             pool.close()  # the next request tries again
@@ -1312,7 +1420,8 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     """
     path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
                               safe="/;=,", encoding="latin1")
-    query = environ.get("QUERY_STRING", "")
+    # A query of raw non-ASCII bytes is not a URL anyone signed; quoted, it fails the check as it should.
+    query = urllib.parse.quote(environ.get("QUERY_STRING", ""), safe="=&;%+/:,@!$'()*?~[]", encoding="latin1")
     if public_url:
         base = public_url
     else:
@@ -1344,11 +1453,24 @@ def other_port_form(url: str) -> str | None:
 def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str) -> bytes:
     """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules.
 
-    The string to sign is the SDK's construct_post_url(url, params), taken in its two SDK-made
-    halves so that the URL half, the same for every request, is parsed once. It is handed on as
-    str, as the SDK's own validator does (bytes would double-encode non-ASCII text).
+    The string to sign is the SDK's construct_post_url(url, params): its URL half is made by the SDK
+    (once per URL: it is the same for every request); its parameters half is what the SDK's
+    get_sorted_params_string makes of a form: each name in order, each of its values in order, name
+    and value run together. Property tests hold the result equal to the SDK's for any form.
     """
-    return get_signature_v3(token, _signed_url(url, bool(params)) + get_sorted_params_string(params), nonce)
+    parts = [_signed_url(url, bool(params))]
+    for name in sorted(params):
+        values = params[name]
+        parts.extend(name + value for value in (values if len(values) == 1 else sorted(values)))
+    parts += (".", nonce)
+    signature = _keyed(token).copy()  # the key's part of HMAC, worked out once
+    signature.update("".join(parts).encode("utf-8"))
+    return b64encode(signature.digest())
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(token: bytes) -> hmac.HMAC:
+    return hmac.new(token, digestmod="sha256")
 
 
 @functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
@@ -1379,17 +1501,26 @@ def signature_is_valid(headers: SignatureHeaders, environ: WSGIEnvironment, url:
     if headers is V3_HEADERS and params is None:
         return False  # V3 covers the body, and there is no body to cover
 
-    def signed_for(candidate_url: str) -> bool:
-        if headers is V3_HEADERS:
-            expected = v3_signature(token, candidate_url, params, nonce)
-        else:
-            expected = v2_signature(token, candidate_url, nonce)
-        return any(signature_matches(expected, header) for header in presented)
-
-    if signed_for(url):
+    if signed_for(headers, url, params, nonce, token, presented):
         return True
-    other_url = other_port_form(url)
-    return other_url is not None and signed_for(other_url)
+    other_url = other_port_form(url)  # only when the URL as seen did not match: it is rarely needed
+    return other_url is not None and signed_for(headers, other_url, params, nonce, token, presented)
+
+
+def signed_for(headers: SignatureHeaders, url: str, params: Mapping[str, list[str]] | None, nonce: str,
+               token: bytes, presented: list[str]) -> bool:
+    """Does any presented signature header hold this version's signature of the request at `url`?"""
+    try:
+        if headers is V3_HEADERS:
+            expected = v3_signature(token, url, params, nonce)
+        else:
+            expected = v2_signature(token, url, nonce)
+    except UnicodeError:  # the SDK cannot make the string to sign of a query with non-ASCII bytes: nobody signed it
+        return False
+    for header in presented:
+        if signature_matches(expected, header):
+            return True
+    return False
 
 
 # -- Messages ----------------------------------------------------------------
@@ -1548,12 +1679,27 @@ def segments_of(text: str) -> tuple[int, str]:
 
 
 def reply_xml(src: str, messages: Iterable[tuple[str, str]]) -> bytes:
-    """Plivo XML that sends each (dst, text) from src, in order, built with the SDK so that every value is
-    escaped. Plivo executes the elements of a Response from top to bottom."""
-    response = plivoxml.ResponseElement()
-    for dst, text in messages:
-        response.add_message(content=text, src=src, dst=dst, type="sms")
-    return response.to_string(pretty=False).encode("utf-8")
+    """Plivo XML that sends each (dst, text) from src, in order (Plivo runs a Response top to bottom).
+
+    Byte for byte what the SDK's plivoxml writes (a property test holds them equal for every kind
+    of character): text and numbers escaped as lxml escapes them. Every text is non-empty and
+    holds only characters XML 1.0 can carry (clean_reply).
+    """
+    source = _xml_escape(src, _XML_ATTRIBUTE)
+    return "".join(["<Response>", *(f'<Message src="{source}" dst="{_xml_escape(dst, _XML_ATTRIBUTE)}" type="sms">'
+                                     f"{_xml_escape(text, _XML_TEXT)}</Message>" for dst, text in messages),
+                    "</Response>"]).encode("utf-8")
+
+
+# What lxml escapes in element text, and in attribute values.
+_XML_TEXT = (re.compile("[&<>\r]"), {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_XML_ATTRIBUTE = (re.compile('[&<>"\n\r\t]'), {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+                                                  "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def _xml_escape(value: str, escapes: tuple[re.Pattern[str], dict[str, str]]) -> str:
+    special, replacements = escapes
+    return special.sub(lambda match: replacements[match[0]], value) if special.search(value) else value
 
 
 # -- Reply rules: RULES_FILE -------------------------------------------------
@@ -2131,9 +2277,26 @@ def read_body(environ: WSGIEnvironment, max_bytes: int) -> bytes:
 
 
 def parse_form(body: bytes) -> dict[str, list[str]] | None:
-    """The form fields of a UTF-8 form body, blank values kept (Plivo signs them); None if not UTF-8."""
+    """The form fields of a UTF-8 form body, blank values kept (Plivo signs them); None if not UTF-8.
+
+    The same as urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    (a property test holds them equal), but a field with neither '+' nor '%' is taken as it is.
+    """
     try:
-        return urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        fields: dict[str, list[str]] = {}
+        for pair in body.decode("utf-8").split("&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition("=")
+            if "+" in name or "%" in name:
+                name = urllib.parse.unquote_plus(name, errors="strict")
+            if "+" in value or "%" in value:
+                value = urllib.parse.unquote_plus(value, errors="strict")
+            if name in fields:
+                fields[name].append(value)
+            else:
+                fields[name] = [value]
+        return fields
     except UnicodeDecodeError:
         return None
 
@@ -2169,7 +2332,7 @@ def parse_inbound(form: Mapping[str, list[str]], our_numbers: frozenset[str]) ->
 def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
     """MMS media URLs from Media0, Media1, ... in index order (Plivo's docs disagree on the first index)."""
     indexed = sorted((int(match[1]), values[0]) for name, values in form.items()
-                     if (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
+                     if name.startswith("Media") and (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
     return tuple(url for _, url in indexed)
 
 
@@ -2271,16 +2434,21 @@ class SmsResponder:
         return self.xml_answer(message, decision)
 
     def record(self, tx: Transaction, message: InboundMessage, now: float, v2_nonce: str | None) -> Decision:
-        """Steps 5-9 in the message's transaction: dedupe, decide, store the decision and its effects."""
-        if not tx.add_message(message, now, v2_nonce):                              # 5
+        """Steps 5-9 in the message's transaction: one read, the decision, one write and its effects."""
+        state = tx.message_state(message, now - self.settings.reply_window, v2_nonce)
+        if state.duplicate:                                                         # 5
             return DUPLICATE
+        if state.nonce_used:
+            raise NonceReused(v2_nonce)
         api = self.settings.reply_mode == "api"
-        decision = self.decide(tx, message, now, self.rules.current(), defer_reply=api)  # 7-9, rules, forwards
+        decision = self.decide(tx, message, now, self.rules.current(), state, defer_reply=api)  # 7-9, rules
+        follow_up = decision.change is not None or (api and decision.sms(message.sender))
+        if not tx.add_message(message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
+            return DUPLICATE
         if decision.change is Keyword.OPT_OUT:
             tx.opt_out(message.sender, message.recipient, now)
         elif decision.change is Keyword.OPT_IN:
             tx.opt_in(message.sender, message.recipient)
-        tx.record_decision(message.message_uuid, decision)                          # 6
         if api:  # the worker sends them; this answer stays empty
             for sms in decision.sms(message.sender):
                 tx.queue(message, sms, now)
@@ -2312,7 +2480,10 @@ class SmsResponder:
         if not self.settings.validate_signature:
             return None
         url = webhook_url(environ, self.settings.public_url)
-        if not any(signature_is_valid(headers, environ, url, form, self.token) for headers in self.signature_checks):
+        for headers in self.signature_checks:
+            if signature_is_valid(headers, environ, url, form, self.token):
+                break
+        else:
             uuid_field = (form or {}).get("MessageUUID", [""])[0]
             raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
         if V2_HEADERS not in self.signature_checks:
@@ -2321,12 +2492,13 @@ class SmsResponder:
         # or its V2 headers could be replayed with another MessageUUID and another text.
         return environ.get(V2_HEADERS.nonce) or None
 
-    def decide(self, history: Transaction, message: InboundMessage, now: float, rules: Rules, *,
-               defer_reply: bool = False) -> Decision:
-        """What a new message gets, read from `history` and never written: its answer, then its forwards."""
-        return self.people.forward(history, message, now, self.answer(history, message, now, rules, defer_reply))
+    def decide(self, history: Transaction, message: InboundMessage, now: float, rules: Rules,
+               state: MessageState, *, defer_reply: bool = False) -> Decision:
+        """What a new message gets, read from `state` and `history`, never written: its answer, its forwards."""
+        decision = self.answer(history, message, now, rules, state, defer_reply)
+        return self.people.forward(history, message, now, decision)
 
-    def answer(self, history: Transaction, message: InboundMessage, now: float, rules: Rules,
+    def answer(self, history: Transaction, message: InboundMessage, now: float, rules: Rules, state: MessageState,
                defer_reply: bool) -> Decision:
         """Steps 7-9 and the rules.
 
@@ -2341,8 +2513,7 @@ class SmsResponder:
             return Decision(Outcome.OWN_NUMBER)
         words = normalize_keyword(message.text)
         family, language = rules.keyword_of(words)
-        opted_out, recent_replies = history.sender_state(message.sender, message.recipient,
-                                                         now - self.settings.reply_window)
+        opted_out = state.opted_out
         if family is Keyword.OPT_OUT:  # confirmed once only
             return Decision(Outcome.OPTED_OUT) if opted_out else self.compliance_answer(Outcome.STOPPED, family,
                                                                                         language)
@@ -2354,7 +2525,7 @@ class SmsResponder:
             return self.people.relay(history, message, now, opted_out)
         if opted_out and family is not Keyword.HELP:
             return Decision(Outcome.OPTED_OUT)
-        if recent_replies >= self.settings.reply_limit:
+        if state.recent_replies >= self.settings.reply_limit:
             return Decision(Outcome.RATE_LIMITED)
         if family is Keyword.HELP:
             return self.compliance_answer(Outcome.HELPED, family, language)
@@ -3097,7 +3268,8 @@ def try_message(args: argparse.Namespace) -> int:
     app = SmsResponder(settings, open_store(settings), args.reply or default_reply(settings),
                        RulesFile("", settings.plivo_number, rules))
     with app.store.reading(missing_ok=True) as history:
-        decision = app.decide(history, message, now, rules)
+        state = history.message_state(message, now - settings.reply_window, None)
+        decision = app.decide(history, message, now, rules, state)
     print(f"outcome: {decision.outcome.value}")
     print(f"rule: {decision.rule.name if decision.rule else 'none'}")
     print(f"reply: {decision.reply if decision.reply else 'none'}")

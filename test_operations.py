@@ -471,14 +471,20 @@ class Recording:
         self.connection, self.statements = connection, []
 
     def execute(self, sql, params=()):
-        self.statements.append((sql, params))
+        if sql.split()[0] in ("SELECT", "INSERT", "UPDATE", "DELETE"):  # not BEGIN, COMMIT
+            self.statements.append((sql, params))
         return self.connection.execute(sql, params)
+
+    def __getattr__(self, name):  # pipeline(), broken, ...: the connection's own
+        return getattr(self.connection, name)
 
 
 class TestIndexes:
     """Every statement the commands and rules run on a window of time or a sender uses an index."""
 
     WORK = {
+        "the webhook's read": lambda tx: tx.message_state(
+            sms_responder.InboundMessage("u", SENDER, OUR_NUMBER, "", "sms"), time.time() - 60, "12345"),
         "messages --limit": lambda tx: tx.find_messages(sms_responder.MessageQuery()),
         "messages --from": lambda tx: tx.find_messages(sms_responder.MessageQuery(sender=SENDER)),
         "messages --since": lambda tx: tx.find_messages(sms_responder.MessageQuery(since=time.time() - 60)),
@@ -509,7 +515,8 @@ class TestIndexes:
                 self.WORK[name](sms_responder.PostgresTransaction(store, recording))
                 for sql, params in recording.statements:
                     plan = " ".join(row[0] for row in connection.connection.execute(f"EXPLAIN {sql}", params))
-                    assert "Index" in plan and "Seq Scan" not in plan, (sql, plan)
+                    reads_a_table = " FROM " in sql or sql.startswith(("UPDATE", "DELETE"))
+                    assert "Seq Scan" not in plan and ("Index" in plan or not reads_a_table), (sql, plan)
         finally:
             connection.close()
 

@@ -21,12 +21,16 @@ import urllib.parse
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
 
 import pytest
 import webtest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from plivo import plivoxml
 from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3, validate_v3_signature
 
@@ -311,6 +315,16 @@ class TestSignature:
         client = webtest.TestApp(make_app(public_url="https://sms.example.com"))
         post(client, inbound(), headers={}, status=403)
         assert f"url=https://sms.example.com{WEBHOOK_PATH}" in logs()
+
+    @pytest.mark.parametrize("query", ["a=\xe9\xff", "shop=caf%C3%A9", "x=%FF"], ids=["raw bytes", "UTF-8", "not UTF-8"])
+    def test_a_query_the_sdk_cannot_sign_is_403_not_500(self, app, query):
+        form = inbound()
+        body = urllib.parse.urlencode(form).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": WEBHOOK_PATH, "QUERY_STRING": query,
+                   "CONTENT_TYPE": sms_responder.FORM_CONTENT_TYPE, "CONTENT_LENGTH": str(len(body)),
+                   "wsgi.input": io.BytesIO(body), **{f"HTTP_{name.upper().replace('-', '_')}": value
+                                                      for name, value in signed(form).items()}}
+        assert call_wsgi(app, environ)[0].startswith("403")
 
     def test_v2_is_accepted_by_default(self, client):
         post(client, inbound(), headers=signed_v2(), status=200)
@@ -794,6 +808,78 @@ class TestReplyText:
     def test_reply_made_only_of_unsafe_characters_sends_nothing(self, make_app):
         client = webtest.TestApp(make_app(reply_text="{text}"))
         assert reply_of(post(client, inbound(Text="\x00\x01"))) is None
+
+
+# What the hot path computes without the plivo SDK or urllib's parser, held equal to them.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)  # any code point but lone surrogates
+FIELD_NAMES = st.one_of(st.sampled_from(["From", "To", "Text", "MessageUUID", "Type", "Media0", "PowerpackUUID"]),
+                        TEXT)
+FORMS = st.dictionaries(FIELD_NAMES, st.lists(TEXT, min_size=1, max_size=3), max_size=8)
+QUERIES = st.lists(st.tuples(TEXT, TEXT), max_size=3).map(lambda pairs: urllib.parse.urlencode(pairs))
+URLS = st.builds(lambda scheme, host, port, path, query: f"{scheme}://{host}{port}{path}" + (f"?{query}" if query else ""),
+                 st.sampled_from(["http", "https"]), st.sampled_from(["localhost", "sms.example.com", "[::1]"]),
+                 st.sampled_from(["", ":80", ":443", ":8080"]), st.sampled_from(["/", "/webhooks/plivo/messaging",
+                                                                                   "/a%20b/%C3%BC"]),
+                 QUERIES)
+
+
+class TestSameAsTheReferences:
+    """The form parser, the string to sign and the XML writer, each against what it replaces."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(st.binary(max_size=200), FORMS.map(
+        lambda form: urllib.parse.urlencode([(k, v) for k, vs in form.items() for v in vs]).encode()),
+        st.lists(st.sampled_from(["a", "=", "&", "+", "%", "%4", "%41", "%C3%A9", "%FF", "é", "%ZZ", ""]),
+                 max_size=20).map(lambda parts: "".join(parts).encode())))
+    def test_the_form_parser_is_parse_qs(self, body):
+        try:
+            expected = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            expected = None
+        assert sms_responder.parse_form(body) == expected
+
+    @settings(max_examples=400, deadline=None)
+    @given(URLS, FORMS, st.text("0123456789", min_size=1, max_size=20), st.sampled_from([AUTH_TOKEN, "tökén"]))
+    def test_the_v3_signature_is_the_sdks(self, url, form, nonce, token):
+        try:
+            expected = get_signature_v3(token.encode(), construct_post_url(url, {k: list(v) for k, v in form.items()})
+                                        .decode(), nonce)
+        except UnicodeError:  # the SDK cannot sign a query with non-ASCII bytes; the service answers 403 (below)
+            with pytest.raises(UnicodeError):
+                sms_responder.v3_signature(token.encode(), url, form, nonce)
+            return
+        assert sms_responder.v3_signature(token.encode(), url, form, nonce) == expected
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cn")), min_size=1, max_size=20),
+           st.lists(st.tuples(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cn")), min_size=1,
+                                      max_size=20), TEXT), min_size=1, max_size=3))
+    def test_the_xml_is_plivoxmls(self, src, messages):
+        messages = [(dst, sms_responder.clean_reply(text)) for dst, text in messages]
+        messages = [(dst, text) for dst, text in messages if text]
+        if messages:
+            assert sms_responder.reply_xml(src, messages) == self.sdk_xml(src, messages)
+
+    def test_the_xml_is_plivoxmls_for_every_code_point(self):
+        code_points = [*range(0xD800), *range(0xE000, 0x110000)]
+        for start in range(0, len(code_points), 2000):  # a text of 2,000 code points at a time
+            text = sms_responder.clean_reply("".join(map(chr, code_points[start:start + 2000])))
+            src = "".join(character for character in text if character.isprintable())[:64] or "1"
+            assert sms_responder.reply_xml(src, [(src, text)]) == self.sdk_xml(src, [(src, text)]), hex(start)
+
+    @staticmethod
+    def sdk_xml(src, messages):
+        response = plivoxml.ResponseElement()
+        for dst, text in messages:
+            response.add_message(content=text, src=src, dst=dst, type="sms")
+        return response.to_string(pretty=False).encode("utf-8")
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.one_of(st.floats(1.5e9, 4e9), st.integers(1_500_000_000_000_000, 4_000_000_000_000_000).map(
+        lambda microseconds: microseconds / 1e6)))
+    def test_stored_times_are_isoformats(self, timestamp):
+        expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+        assert sms_responder.iso_time(timestamp) == expected
 
 
 class TestUnexpectedFailure:
