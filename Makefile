@@ -34,7 +34,8 @@ $(VENV)/wheelhouse: pyproject.toml requirements.txt requirements-postgres.txt $(
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# make bench: the README's "Performance" figures: in-process cost, the outbox worker, every host
+# make bench: the README's "Performance" figures: in-process cost, the outbox worker, rules, the operating
+# commands, every host, then each cost goal with its figure (growth, PostgreSQL, the peers beside us)
 bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
 	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): using the slower Python client"
 	$(VENV_PYTHON) bench_sms_responder.py inprocess
@@ -42,6 +43,8 @@ bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
 	$(VENV_PYTHON) bench_sms_responder.py rules
 	$(VENV_PYTHON) bench_sms_responder.py operations
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py matrix
+	@[ -x ../shared/peers/.venv/bin/python ] || echo "no ../shared/peers set up: goal 1 is not measured (../shared/peers/setup.sh)"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py goals
 
 $(VENV)/installed-bench: requirements-bench.txt $(VENV)/installed
 	$(VENV_PYTHON) -m pip install --quiet -r requirements-bench.txt

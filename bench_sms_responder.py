@@ -6,6 +6,7 @@
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
     python bench_sms_responder.py growth      # cost per webhook on 1,000,000 and 10,000,000 stored messages
+    python bench_sms_responder.py goals       # each per-message cost goal, its figure, met or not (peers beside)
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
                                               # a WSGI host on 127.0.0.1 under load from a separate process
     python bench_sms_responder.py matrix      # the README's table: every host, both durabilities, both backends
@@ -19,6 +20,7 @@ rows. `--json FILE` writes the figures as JSON too. See README, "Performance".
 
 import argparse
 import concurrent.futures
+import csv
 import http.client
 import io
 import json
@@ -229,9 +231,9 @@ def fill_database(database_url, messages, folder):
         with connection:
             connection.executemany(f"INSERT INTO messages ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                    message_rows())
-            connection.execute("INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at,"
-                               " queued_at) SELECT message_uuid, 'delivered', to_number, from_number, reply, 1, 0,"
-                               " received_at FROM messages")
+            connection.execute("INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts,"
+                               " next_attempt_at, queued_at) SELECT message_uuid, 'reply', 'delivered', to_number,"
+                               " from_number, reply, 1, 0, received_at FROM messages")
             connection.executemany("INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?)", (
                 (f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)) for i in range(10_000)))
         connection.execute("ANALYZE")
@@ -242,9 +244,9 @@ def fill_database(database_url, messages, folder):
         with connection.cursor().copy(f"COPY messages ({columns}) FROM STDIN") as copy:
             for row in message_rows():
                 copy.write_row(row)
-        connection.execute("INSERT INTO outbox (message_uuid, status, src, dst, text, attempts, next_attempt_at,"
-                           " queued_at) SELECT message_uuid, 'delivered', to_number, from_number, reply, 1, 0,"
-                           " received_at FROM messages")
+        connection.execute("INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts,"
+                           " next_attempt_at, queued_at) SELECT message_uuid, 'reply', 'delivered', to_number,"
+                           " from_number, reply, 1, 0, received_at FROM messages")
         with connection.cursor().copy("COPY opt_outs FROM STDIN") as copy:
             for i in range(10_000):
                 copy.write_row((f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)))
@@ -700,6 +702,130 @@ def run_matrix(args):
             "load": "wrk" if shutil.which("wrk") else "python", "results": rows}
 
 
+# -- The cost goals, each with its figure ------------------------------------------
+
+PEERS = Path(__file__).resolve().parent.parent / "shared" / "peers"
+
+
+def run_goals(args):
+    """Each goal of the per-message cost, measured here in one run, next to its target."""
+    goals = []
+
+    def goal(name, figure, met):
+        goals.append({"path": name, "figure": figure, "met": "met" if met else "NOT met"})
+        print(f"  {name}: {figure} ({goals[-1]['met']})", file=sys.stderr, flush=True)
+
+    peers = run_peers(args)
+    if peers:
+        ours, fastify = peers.get("ours-uwsgi"), peers.get("fastify")
+        goal("1. uwsgi at full vs Fastify at normal, same run; <= 150 us server CPU",
+             f"{ours['rps']:,.0f} vs {fastify['rps']:,.0f} req/s; {ours['cpu']:.0f} us (Fastify full "
+             f"{peers['fastify-full']['rps']:,.0f} req/s, Flask {peers['flask']['rps']:,.0f})",
+             ours["rps"] >= fastify["rps"] and ours["cpu"] <= 150)
+    else:
+        goal("1. uwsgi at full vs Fastify at normal", f"not measured: no peers in {PEERS}", False)
+    inprocess = run_inprocess(parse_args(["inprocess", "--messages", str(min(args.messages, 3000)), "--rounds", "5"]))
+    replied = next(row for row in inprocess["results"] if row["path"] == "replied")["cpu_us"]
+    goal("2. in process, CPU per replied message (normal) <= 80 us", f"{replied} us", replied <= 80)
+    growth = run_growth(parse_args(["growth", "--messages", "3000", "--rounds", "5", "--sizes", args.sizes]))
+    grown = {row["path"]: row for row in growth["results"]}
+
+    def growth_figure(backend, size):
+        row, empty = grown[f"{backend}, {size} stored"], grown[f"{backend}, 0 stored"]
+        return f"{row['vs_empty']}x ({row['cpu_us']} vs {empty['cpu_us']} us)", row["vs_empty"]
+
+    figure, ratio = growth_figure("sqlite", "1,000,000")
+    goal("3. CPU per webhook, 1,000,000 stored vs empty (SQLite) <= 1.10x", figure, ratio <= 1.10)
+    if "sqlite, 10,000,000 stored" in grown:
+        figure, ratio = growth_figure("sqlite", "10,000,000")
+        goal("3. ... 10,000,000 stored vs empty (SQLite) <= 1.25x", figure, ratio <= 1.25)
+    if "postgresql, 1,000,000 stored" in grown:
+        goal("3. ... 1,000,000 stored vs empty (PostgreSQL), reported", growth_figure("postgresql", "1,000,000")[0],
+             True)
+    if postgres_bin():
+        trips = postgres_round_trips()
+        goal("4. PostgreSQL round trips per replied message <= 2", f"{trips:g}", trips <= 2)
+        p99s = [run_http(parse_args(["http", "--host", "uwsgi", "--backend", "postgresql", "--seconds",
+                                     str(args.seconds)]))["results"][0]["p99_ms"] for _ in range(5)]
+        goal("4. PostgreSQL p99 at 16 connections < 50 ms in each of 5 runs (uwsgi and PostgreSQL share core 0)",
+             ", ".join(f"{p99:g}" for p99 in p99s) + " ms", max(p99s) < 50)
+    rules = {row["path"]: row["cpu_us"] for row in run_rules(parse_args(["rules", "--messages", "500",
+                                                                         "--rounds", "1"]))["results"]}
+    worst = max(rules["matching alone: none matches"], rules["matching alone: the last matches"])
+    goal("5. a 50-rule file adds <= 5 us per message", f"{worst} us", worst <= 5)
+    segments = rules["matching alone: segments= (not cached)"]
+    goal("5. segments= in the log line <= 1 us", f"{segments} us", segments <= 1)
+    goal("6. RSS per worker and import time, next to the bare app", import_and_memory(), True)
+    return {"mode": "goals", "results": goals}
+
+
+def run_peers(args):
+    """The peers' bench (../shared/peers) with our recommended host added, in one run; medians by target."""
+    if not (PEERS / "bench.sh").exists() or not (PEERS / ".venv").exists():
+        return None
+    folder = tempfile.mkdtemp()
+    uwsgi = (f"SQLITE_SYNCHRONOUS=full {PEERS / '.venv/bin/uwsgi'} --http11-socket 127.0.0.1:$PORT --module"
+             " sms_responder:application --master --processes 1 --threads 16 --disable-logging")
+    subprocess.run(["bash", str(PEERS / "bench.sh"), "-r", "3", "-d", str(args.seconds), "-n", "-o", folder,
+                    "-a", f"ours-uwsgi 8132 {Path(__file__).resolve().parent} {uwsgi}",
+                    "fastify", "fastify-full", "flask", "bare"], check=True, stdout=sys.stderr)
+    runs = {}
+    with open(Path(folder) / "runs.tsv") as table:
+        for row in csv.DictReader(table, delimiter="\t"):
+            runs.setdefault(row["name"], []).append(row)
+    return {name: {"rps": statistics.median(float(row["rps"]) for row in rows),
+                   "cpu": statistics.median(float(row["server_cpu_us_per_req"]) for row in rows)}
+            for name, rows in runs.items()}
+
+
+def postgres_round_trips(messages=50):
+    """Round trips per replied webhook on PostgreSQL: the Sync messages a protocol trace shows."""
+    import psycopg
+    server = PostgresServer(postgres_bin(), durable=False).initialise().start()
+    try:
+        app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
+                                       database_url=server.url(), reply_limit=1_000_000)
+        quiet_logging(app)
+        app.store.ping()
+        with tempfile.TemporaryFile() as trace:
+            pool = app.store._open_pool()
+            lend = pool.getconn
+
+            def traced(*lend_args, **lend_kwargs):
+                connection = lend(*lend_args, **lend_kwargs)
+                connection.pgconn.trace(trace.fileno())
+                return connection
+            pool.getconn = traced
+            for i in range(messages):
+                b"".join(app(environ_for(*signed_request(webhook_form(f"1415{i:07d}", "hello"))),
+                             lambda status, headers, exc_info=None: None))
+            app.close()
+            trace.seek(0)
+            lines = trace.read().decode("utf-8", "replace").splitlines()
+        assert psycopg
+        return sum(1 for line in lines if "\tF\t" in line and ("\tSync" in line or "\tQuery\t" in line)) / messages
+    finally:
+        server.stop()
+        server.remove()
+
+
+def import_and_memory():
+    """Import time and RSS of a process that imports the module, and of one that imports nothing."""
+    def measure(code):
+        # VmRSS, not ru_maxrss: after fork and exec, Linux reports the parent's peak in the latter
+        result = subprocess.run([sys.executable, "-c", "import time; started = time.perf_counter(); "
+                                 f"{code}; print(time.perf_counter() - started, [line.split()[1] for line in"
+                                 " open('/proc/self/status') if line.startswith('VmRSS')][0])"],
+                                capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
+        seconds, kilobytes = result.stdout.split()
+        return float(seconds) * 1000, int(kilobytes) / 1024
+    runs = {name: sorted(measure(code) for _ in range(5))[2] for name, code in (
+        ("nothing", "pass"), ("plivo", "import plivo"), ("sms_responder", "import sms_responder"))}
+    return (f"import sms_responder {runs['sms_responder'][0]:.0f} ms, {runs['sms_responder'][1]:.1f} MB; "
+            f"of which plivo {runs['plivo'][0]:.0f} ms, {runs['plivo'][1] - runs['nothing'][1]:.1f} MB; "
+            f"a bare interpreter {runs['nothing'][1]:.1f} MB")
+
+
 # -- Output ---------------------------------------------------------------------
 
 def print_table(report):
@@ -717,7 +843,8 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "growth", "http", "matrix"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "growth", "http", "matrix",
+                                         "goals"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -752,7 +879,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
-              "growth": run_growth, "http": run_http, "matrix": run_matrix}[args.mode](args)
+              "growth": run_growth, "http": run_http, "matrix": run_matrix, "goals": run_goals}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

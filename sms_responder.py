@@ -95,6 +95,11 @@ OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
 HELP_WORDS = frozenset({"help", "info"})
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
+# A large database: index pages are read through the OS page cache, shared by every connection and
+# process, instead of copied into each connection's 2 MB cache; and the WAL is copied back every
+# 10,000 pages instead of 1,000, so a page written by many commits is copied once (bench: growth).
+SQLITE_MMAP_SIZE = 2**31 - 2**16  # bytes; SQLite's usual upper limit
+SQLITE_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL at 4 KB pages
 #: SQLite result codes that mean "the database cannot be used now", not "this code is wrong":
 #: BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (https://sqlite.org/rescode.html).
 SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
@@ -1156,6 +1161,8 @@ class SQLiteStore:
                                          isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")  # validated: FULL or NORMAL
+            connection.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_SIZE}")
+            connection.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
             self._migrate(connection)
             self._seen_file = True
             return connection, self._file_identity()
