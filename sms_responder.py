@@ -1293,6 +1293,7 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         """One transaction: committed when the block ends, rolled back if it raises."""
+        TransactionStatus = self.psycopg.pq.TransactionStatus  # noqa: N806 - psycopg's enum
         try:
             with self._open_pool().connection() as connection:
                 tx = PostgresTransaction(self, connection)
@@ -1300,7 +1301,7 @@ class PostgresStore:
                     yield tx
                     tx.commit()
                 except BaseException:
-                    if not connection.broken and connection.info.transaction_status != self._idle:
+                    if not connection.broken and connection.info.transaction_status != TransactionStatus.IDLE:
                         connection.execute("ROLLBACK")
                     raise
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
@@ -1349,10 +1350,6 @@ class PostgresStore:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
             self._pool = None
-
-    @property
-    def _idle(self) -> Any:
-        return self.psycopg.pq.TransactionStatus.IDLE
 
     def _open_pool(self) -> Any:
         with self._lock:
