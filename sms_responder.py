@@ -2446,16 +2446,16 @@ class SmsResponder:
             raise NonceReused(v2_nonce)
         api = self.settings.reply_mode == "api"
         decision = self.decide(tx, message, now, self.rules.current(), state, defer_reply=api)  # 7-9, rules
-        follow_up = decision.change is not None or (api and decision.sms(message.sender))
+        queued = decision.sms(message.sender) if api else []  # the worker sends them; the answer stays empty
+        follow_up = decision.change is not None or bool(queued)
         if not tx.add_message(message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
             return DUPLICATE
         if decision.change is Keyword.OPT_OUT:
             tx.opt_out(message.sender, message.recipient, now)
         elif decision.change is Keyword.OPT_IN:
             tx.opt_in(message.sender, message.recipient)
-        if api:  # the worker sends them; this answer stays empty
-            for sms in decision.sms(message.sender):
-                tx.queue(message, sms, now)
+        for sms in queued:
+            tx.queue(message, sms, now)
         return decision
 
     def handle_status(self, environ: WSGIEnvironment) -> Response:
@@ -2817,13 +2817,22 @@ def cli_number(raw: str, what: str = "number") -> str:
     return digits
 
 
+def iso_timestamp(value: str, zone: tzinfo | None) -> float:
+    """An ISO 8601 date or time as unix time; without an offset it is in `zone` (None: the machine's
+    local time, as a person at the terminal means it). ValueError if it is not one."""
+    moment = datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        moment = moment.astimezone() if zone is None else moment.replace(tzinfo=zone)
+    return moment.timestamp()
+
+
 def parse_since(value: str, now: float) -> float:
     """--since: a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local without an offset)."""
     match = _PERIOD.fullmatch(value.strip())
     if match:
         return now - int(match[1]) * PERIOD_SECONDS[match[2]]
     try:
-        return datetime.fromisoformat(value.strip()).astimezone().timestamp()  # naive: the machine's local time
+        return iso_timestamp(value, None)
     except ValueError:
         raise ConfigError([f"--since: {value!r} is neither a duration (90s, 30m, 2h, 7d) nor an ISO 8601 time"]) \
             from None
@@ -2934,7 +2943,7 @@ def list_messages(args: argparse.Namespace) -> int:
     return 0
 
 
-def argument(parse: Callable[..., Any], value: str, *details: str) -> Any:
+def argument(parse: Callable[..., Any], value: str, *details: Any) -> Any:
     """parse(value, *details), a ValueError becoming the command's one-line error."""
     try:
         return parse(value, *details)
@@ -3058,10 +3067,9 @@ def imported_time(value: str, now: float) -> float:
     if not value.strip():
         return now
     try:
-        moment = datetime.fromisoformat(value.strip())
+        return iso_timestamp(value, UTC)
     except ValueError:
         raise ValueError(f"opted_out_at {value!r} is not an ISO 8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def change_opt_out(args: argparse.Namespace) -> int:
@@ -3266,7 +3274,8 @@ def try_message(args: argparse.Namespace) -> int:
     recipient = args.to or settings.plivo_number[0]
     if number_key(recipient) not in settings.plivo_number:
         raise ConfigError([f"--to: {recipient} is not one of PLIVO_NUMBER"])
-    now = time.time() if args.at is None else parse_time(args.at, rules.hours.timezone if rules.hours else UTC)
+    now = time.time() if args.at is None else argument(
+        parse_at, args.at, rules.hours.timezone if rules.hours else UTC)
     message = InboundMessage(message_uuid=str(uuid.uuid4()), sender=args.sender, recipient=recipient,
                              text=args.text, type="mms" if args.media else "sms", media_urls=tuple(args.media))
     app = SmsResponder(settings, open_store(settings), args.reply or default_reply(settings),
@@ -3287,13 +3296,12 @@ def try_message(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_time(value: str, timezone: tzinfo) -> float:
-    """An ISO 8601 date or time as unix time; without an offset it is in `timezone`."""
+def parse_at(value: str, zone: tzinfo) -> float:
+    """try --at: an ISO 8601 time; without an offset, in the [hours] time zone (else UTC)."""
     try:
-        moment = datetime.fromisoformat(value)
+        return iso_timestamp(value, zone)
     except ValueError:
-        raise ConfigError([f"{value!r} is not an ISO 8601 time such as 2026-12-01T18:30"]) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone)).timestamp()
+        raise ValueError(f"{value!r} is not an ISO 8601 time such as 2026-12-01T18:30") from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
