@@ -1305,7 +1305,7 @@ class PostgresStore:
                         connection.execute("ROLLBACK")
                     raise
         except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
-            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+            raise StoreUnavailable(f"{redact_url(self.url)}: {first_line(error)}") from error
 
     def run(self, work: Callable[[Transaction], Any]) -> Any:
         """work(tx) in a transaction of its own (PostgreSQL groups concurrent commits itself).
@@ -1338,7 +1338,7 @@ class PostgresStore:
                     tx.state = "begun"  # psycopg's transaction, never committed
                     yield tx
         except self.psycopg.OperationalError as error:
-            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+            raise StoreUnavailable(f"{redact_url(self.url)}: {first_line(error)}") from error
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
@@ -1352,23 +1352,24 @@ class PostgresStore:
             self._pool = None
 
     def _open_pool(self) -> Any:
+        """This process's pool, opened only once one connection has reached the database: a pool
+        that cannot connect retries in the background, a warning each time, until its wait runs out."""
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
+                self._migrate()
                 pool = self._pool_module.ConnectionPool(
                     self.url, min_size=1, max_size=POSTGRES_POOL_SIZE, timeout=POSTGRES_WAIT, open=False,
                     kwargs={"connect_timeout": int(POSTGRES_WAIT), "autocommit": True}, name="sms_responder")
                 pool.open(wait=False)
-                self._migrate(pool)
                 self._pool, self._pid = pool, os.getpid()
             return self._pool
 
-    def _migrate(self, pool: Any) -> None:
+    def _migrate(self) -> None:
         try:
-            with pool.connection() as connection, connection.transaction():
-                self._migrate_schema(connection)
-        except (self.psycopg.OperationalError, self._pool_module.PoolTimeout) as error:
-            pool.close()  # the next request tries again
-            raise StoreUnavailable(f"{redact_url(self.url)}: {error}") from error
+            with self.psycopg.connect(self.url, connect_timeout=int(POSTGRES_WAIT)) as connection:
+                self._migrate_schema(connection)  # committed when the block ends
+        except self.psycopg.OperationalError as error:
+            raise StoreUnavailable(f"{redact_url(self.url)}: {first_line(error)}") from error
 
     def _migrate_schema(self, connection: Any) -> None:
         """Create or upgrade the schema; an advisory lock makes processes starting together take turns."""
@@ -1379,6 +1380,11 @@ class PostgresStore:
         if version < SCHEMA_VERSION:
             connection.execute("DELETE FROM schema_version")
             connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+
+def first_line(error: Exception) -> str:
+    """An error's message as one line (libpq adds hints on lines of their own)."""
+    return str(error).strip().split("\n", 1)[0]
 
 
 def redact_url(url: str) -> str:
@@ -1641,8 +1647,10 @@ def xml_safe(text: str) -> str:
 
 
 def clean_reply(text: str | None) -> str | None:
-    """Step 9: only characters XML 1.0 can carry, at most 1600 of them; None when nothing is left."""
-    return (xml_safe(text)[:MAX_REPLY_CHARS] or None) if text else None
+    """Step 9: only characters XML 1.0 can carry, at most 1600 of them; None when nothing but blanks
+    is left (an SMS of spaces is nothing to send: no reply, no forward, no relay)."""
+    cleaned = xml_safe(text)[:MAX_REPLY_CHARS] if text else ""
+    return cleaned if cleaned and not cleaned.isspace() else None
 
 
 # GSM 03.38: the default alphabet (without ESC, which only announces the extension table) and the
@@ -2540,7 +2548,7 @@ class SmsResponder:
         if defer_reply:
             return Decision(Outcome.REPLIED, deferred=True)
         reply = clean_reply(self.reply(message))  # in xml mode inside the transaction: it must be quick
-        return Decision(Outcome.REPLIED, reply) if reply and reply.strip() else Decision(Outcome.NO_REPLY)
+        return Decision(Outcome.REPLIED, reply) if reply else Decision(Outcome.NO_REPLY)
 
     def compliance_answer(self, outcome: Outcome, family: Keyword, language: Language | None) -> Decision:
         """A compliance family's answer: the language's own text if it has one, else the setting's."""
@@ -3168,6 +3176,7 @@ class RequestHandler(WSGIRequestHandler):
 def serve(args: argparse.Namespace) -> int:
     """Run the threaded stdlib server (and, with --with-worker, an outbox worker) until Ctrl-C or SIGTERM."""
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
+    check_database(Settings.from_env(read_environment()))
     app = create_app(reply=args.reply, **overrides)
     settings = app.settings
     if args.with_worker:
@@ -3175,9 +3184,8 @@ def serve(args: argparse.Namespace) -> int:
     elif settings.reply_mode == "api":
         log.warning("REPLY_MODE=api: replies wait in the outbox until `sms_responder.py worker` runs")
     try:
-        app.store.ping()  # create the schema now, and fail now if the database cannot be written
         server = make_server(settings.host, settings.port, app, ThreadingWSGIServer, RequestHandler)
-    except (StoreUnavailable, OSError) as error:
+    except OSError as error:
         log.error("cannot start: %s", error)
         return 1
     worker = start_worker(app) if args.with_worker else None  # only once serving: its thread keeps us alive
@@ -3209,6 +3217,16 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_database(settings: Settings) -> None:
+    """Create the schema, or stop start-up as a bad setting does (one line, exit 2) before anything is
+    logged, when the database cannot be written: a service that starts without it answers only 500s."""
+    store = open_store(settings)
+    try:
+        store.ping()
+    finally:
+        store.close()
+
+
 def start_worker(app: SmsResponder) -> OutboxWorker:
     """An outbox worker on a thread of this process (serve --with-worker)."""
     worker = OutboxWorker(app)
@@ -3218,8 +3236,10 @@ def start_worker(app: SmsResponder) -> OutboxWorker:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Send queued replies until SIGTERM or Ctrl-C (the row in hand is finished first)."""
+    settings = Settings.from_env(read_environment())
+    require_auth_id(settings)
+    check_database(settings)
     app = create_app(reply=args.reply)
-    require_auth_id(app.settings)
     worker = OutboxWorker(app)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: worker.stop())

@@ -367,3 +367,58 @@ class TestApiMode:
         self.drain(app)
         assert sorted(message["text"] for message in api.accepted) == [
             "14155550777: new", "You said: new", "You said: queued please"]
+
+
+# -- Blank relays: nothing is sent to the customer (issue 15) ---------------------------------------
+
+class TestBlankRelays:
+    """An owner's text that is empty once cleaned is refused, never relayed as an SMS of blanks.
+
+    Through the real server (python sms_responder.py), on both backends, in both reply modes:
+    in api mode the worker of `serve --with-worker` sends what was queued to the fake Plivo API."""
+
+    BLANK = [
+        ({"Text": f"@{CUSTOMER}   "}, "spaces after @number"),
+        ({"Text": f"@+{CUSTOMER} \t \n "}, "tabs and newlines after @+number"),
+        ({"Text": "    "}, "spaces to the last conversation"),
+        ({"Text": "\x01\x02\x08"}, "only characters the cleaning removes"),
+        ({"Text": f"@{CUSTOMER} \x01 \x0b "}, "blanks once cleaned, after @number"),
+        ({"Type": "mms", "Text": None, "MediaCount": "0"}, "an mms without text or media"),
+        ({"Type": "mms", "Text": None, "Body": "  ", "MediaCount": "0"}, "an mms whose text is blanks"),
+    ]
+
+    @pytest.fixture(params=["xml", "api"])
+    def service(self, request, services, database_url):
+        env = {"PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url,
+               "FORWARD_TO": OWNER, "REPLY_MODE": request.param}
+        if request.param == "xml":
+            yield services(env), None
+            return
+        with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
+            yield services({**env, "PLIVO_AUTH_ID": AUTH_ID, "PLIVO_API_URL": api.url}, "--with-worker"), api
+
+    @staticmethod
+    def sent_by(service, api, form, expected):
+        """What the service sends for one message: its XML answer's messages, or (api mode) what reached
+        Plivo: the `expected` number of messages, and nothing more within half a second."""
+        before = len(api.accepted) if api else 0
+        status, body = post_raw(service.url, *signed_body(service.url, form))
+        assert status == 200, body
+        if api is None:
+            return sent(body)
+        assert sent(body) == []
+        deadline = time.monotonic() + 10
+        while len(api.accepted) < before + expected and time.monotonic() < deadline:
+            time.sleep(0.05)  # the worker picks a queued row within 2 s
+        time.sleep(0.5)
+        return [(message["src"], message["dst"], message["text"]) for message in api.accepted[before:]]
+
+    @pytest.mark.parametrize("fields", [fields for fields, _ in BLANK], ids=[name for _, name in BLANK])
+    def test_a_blank_relay_sends_nothing_to_the_customer(self, service, database_url, fields):
+        service, api = service
+        question = self.sent_by(service, api, inbound(Text="Is it ready?"), expected=2)
+        assert sorted(dst for _, dst, _ in question) == sorted([CUSTOMER, OWNER])  # the reply, the forward
+        answer = self.sent_by(service, api, inbound(From=OWNER, **fields), expected=1)
+        assert answer == [(OUR_NUMBER, OWNER, f"Not sent: nothing to send to +{CUSTOMER}.")]
+        assert stored_columns(database_url, "outcome, relayed_to", "from_number = ?", OWNER) == [
+            ("not_relayed", None)]

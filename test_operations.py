@@ -106,11 +106,43 @@ class TestDatabases:
             "sms_responder: missing.db does not exist (DATABASE_URL); the service creates it on first start"]
         assert not (tmp_path / "missing.db").exists()
 
-    def test_an_unreachable_postgresql_is_one_line_naming_it_without_the_password(self, env, tmp_path):
-        env = {**env, "DATABASE_URL": "postgresql://sms:s3cret-pw@127.0.0.1:9/smsdb"}
-        result = run(env, tmp_path, "messages")
-        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
-        assert "127.0.0.1:9/smsdb" in result.stderr and "s3cret-pw" not in result.stderr
+    STORE_COMMANDS = [["serve", "--port", "0"], ["worker"], ["messages"], ["stats"], ["opt-outs", "export"],
+                      ["opt-outs", "import", "opt-outs.csv"], ["opt-outs", "add", SENDER],
+                      ["opt-outs", "remove", SENDER], ["purge", "--days", "1"], ["try", "hello"]]
+
+    @pytest.mark.postgresql_only
+    @pytest.mark.parametrize("server", ["refused", "silent"])
+    @pytest.mark.parametrize("args", STORE_COMMANDS, ids=" ".join)
+    def test_an_unreachable_postgresql_is_one_line_naming_it_without_the_password(self, env, tmp_path, args,
+                                                                                 server, silent_server):
+        """Nothing listens on the port, or a server accepts and never answers: one line, exit 2, promptly."""
+        port = free_port() if server == "refused" else silent_server
+        (tmp_path / "opt-outs.csv").write_text(f"number\n{SENDER}\n")
+        env = {**env, "DATABASE_URL": f"postgresql://sms:s3cret-pw@127.0.0.1:{port}/smsdb",
+               "PLIVO_AUTH_ID": "MAFAKEAUTHID00000001"}
+        started = time.monotonic()
+        result = run(env, tmp_path, *args)
+        elapsed = time.monotonic() - started
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"127.0.0.1:{port}/smsdb" in result.stderr and "s3cret-pw" not in result.stderr
+        assert elapsed < 8, f"{elapsed:.1f} s"
+
+    @pytest.mark.sqlite_only
+    @pytest.mark.parametrize("args", [["serve", "--port", "0"], ["worker"]], ids=" ".join)
+    def test_a_file_that_is_not_a_database_stops_serve_and_worker_with_one_line(self, env, tmp_path, args):
+        (tmp_path / "sms.db").write_bytes(b"these are someone's notes, not a database" * 100)
+        result = run({**env, "PLIVO_AUTH_ID": "MAFAKEAUTHID00000001"}, tmp_path, *args)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.splitlines() == [f"sms_responder: {tmp_path / 'sms.db'}: file is not a database"]
+
+    @pytest.fixture
+    def silent_server(self):
+        """A port that accepts connections and never says a word (a hung database, a black hole)."""
+        import socket
+        listener = socket.create_server(("127.0.0.1", 0))
+        yield listener.getsockname()[1]
+        listener.close()
 
     def test_a_database_without_tables_reads_as_empty_and_a_writing_command_creates_them(self, env, tmp_path,
                                                                                       database_url, backend):
