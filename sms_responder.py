@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """sms_responder: a two-way SMS service for Plivo, in one WSGI module.
 
-Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks
-Plivo's signature, stores the message exactly once (SQLite, or PostgreSQL for
-several hosts), honours STOP/START/HELP, limits automatic replies per sender,
-and answers with Plivo XML that sends the reply, or queues the reply for the
-Plivo REST API when replies are slow (REPLY_MODE=api).
+Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks Plivo's
+signature, stores the message exactly once (SQLite, or PostgreSQL for several hosts), honours
+STOP/START/HELP, limits automatic replies per sender, answers by reply rules or a reply
+function, forwards to a person and relays their answers, and sends in Plivo XML, or through
+the Plivo REST API from an outbox (REPLY_MODE=api).
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
     python sms_responder.py worker          # send queued replies (REPLY_MODE=api)
@@ -15,6 +15,26 @@ Plivo REST API when replies are slow (REPLY_MODE=api).
     gunicorn sms_responder:application      # or any other WSGI host
 
 Settings come from the environment and a .env file, reply rules from RULES_FILE; see README.md.
+
+The sections, in order; each owns its logic and its SQL statements (storage runs them):
+
+    Constants             paths, keyword families, limits and timings
+    Settings              one field per environment variable, parsed and checked at start
+    Logging               text or JSON lines; numbers masked, control characters escaped
+    Schema                the tables, and how each schema version migrates to the next
+    Storage               SQLite and PostgreSQL: connections, transactions, group commit, the two
+                          dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
+    Signature             Plivo's V3 and V2 signatures, checked as the SDK builds them
+    Messages              an inbound message, keywords, outcomes, decisions, reply text, segments, XML
+    Reply rules           RULES_FILE: parsed and checked, reloaded, the first match, their reads
+    A person in the loop  FORWARD_TO: forwards to the owners and relays their answers, their reads
+    HTTP plumbing         body limits, form parsing, the fields of both webhooks
+    Application           the WSGI app: routes, the webhook's steps in order, the decision
+    Outbox                sending through the Plivo REST API: the worker, delivery reports, its statements
+    Operating it          messages, stats, opt-out lists, retention, and their statements
+    Server and command line   the threaded stdlib server, each verb, main()
+
+A new feature is a section of its own, placed where its data flows, entered from one call site.
 """
 
 from __future__ import annotations
@@ -378,48 +398,9 @@ def mask_number(number: str) -> str:
     return "***" + number[-4:] if len(number) > 4 else "***"
 
 
-# -- Storage -----------------------------------------------------------------
+# -- Schema: the tables, and how each version migrates to the next ------------
 
-class StoreUnavailable(Exception):
-    """The database cannot be used right now: its file is gone or read-only, or it does not answer."""
-
-
-class NonceReused(Exception):
-    """A V2 signature nonce arrived again with a different MessageUUID: a replayed signature."""
-
-
-class StoreMissing(StoreUnavailable):
-    """The SQLite file a command was to read or change does not exist (it is never created for it)."""
-
-
-def sqlite_path(database_url: str) -> str:
-    """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
-    if database_url.startswith("sqlite:///"):
-        return database_url.removeprefix("sqlite:///")
-    if database_url.startswith("sqlite:"):
-        return ""
-    return database_url
-
-
-def iso_time(timestamp: float) -> str:
-    """UTC ISO 8601 with microseconds: sorts as text, reads well in the database.
-
-    The same text as datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds"), with
-    the date and time of the second made once (a webhook writes two times; isoformat is slow).
-    """
-    second = math.floor(timestamp)
-    microseconds = round((timestamp - second) * 1_000_000)
-    if microseconds == 1_000_000:
-        second, microseconds = second + 1, 0
-    return f"{_second_text(second)}.{microseconds:06d}+00:00"
-
-
-@functools.lru_cache(maxsize=4)
-def _second_text(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-# The schema, for both databases: each entry migrates version N to N+1 (SQLite keeps N in PRAGMA
+# Both databases have the same tables. Each entry migrates version N to N+1 (SQLite keeps N in PRAGMA
 # user_version, PostgreSQL in the schema_version table). {timestamp} and {real} are the column types;
 # a statement that differs between the two is a {"sqlite": [...], "postgresql": [...]} entry.
 MIGRATIONS = [
@@ -577,12 +558,46 @@ def migrate(execute: Callable[[str], object], version: int, types: Mapping[str, 
             for statement in [entry] if isinstance(entry, str) else entry[types["dialect"]]:
                 execute(statement.format(**types))
 
-#: Outbox statuses in the order a row moves through them; a report never moves a row back,
-#: and a final status (3) is never replaced by another.
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
-#: Plivo's delivery statuses, as outbox statuses (Plivo's docs also list "rejected"; "read" is WhatsApp's).
-PLIVO_STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", "undelivered": "undelivered",
-                  "failed": "failed", "rejected": "failed"}
+
+# -- Storage: connections, transactions, the webhook's own statements ---------
+
+class StoreUnavailable(Exception):
+    """The database cannot be used right now: its file is gone or read-only, or it does not answer."""
+
+
+class NonceReused(Exception):
+    """A V2 signature nonce arrived again with a different MessageUUID: a replayed signature."""
+
+
+class StoreMissing(StoreUnavailable):
+    """The SQLite file a command was to read or change does not exist (it is never created for it)."""
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
+    if database_url.startswith("sqlite:///"):
+        return database_url.removeprefix("sqlite:///")
+    if database_url.startswith("sqlite:"):
+        return ""
+    return database_url
+
+
+def iso_time(timestamp: float) -> str:
+    """UTC ISO 8601 with microseconds: sorts as text, reads well in the database.
+
+    The same text as datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds"), with
+    the date and time of the second made once (a webhook writes two times; isoformat is slow).
+    """
+    second = math.floor(timestamp)
+    microseconds = round((timestamp - second) * 1_000_000)
+    if microseconds == 1_000_000:
+        second, microseconds = second + 1, 0
+    return f"{_second_text(second)}.{microseconds:06d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -595,34 +610,16 @@ class MessageState:
     recent_replies: int    # limited replies to its sender within REPLY_WINDOW
 
 
-@dataclasses.dataclass(frozen=True)
-class OutboxRow:
-    """An SMS claimed by a worker: to send from src to dst, unless the claim is lost."""
-
-    id: int
-    message_uuid: str
-    kind: str         # "reply" (the message's own answer) or "forward"
-    src: str
-    dst: str
-    text: str | None  # None: the worker runs the reply function first
-    attempts: int     # including this one
-    claim_token: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DeliveryReport:
-    """One status callback from Plivo for a message we sent."""
-
-    plivo_message_uuid: str
-    status: str
-    error_code: str
-
-
 class Transaction:
-    """The storage operations of one webhook or outbox step, inside one database transaction.
+    """One database transaction, and the statements of the webhook's own path.
 
-    The SQL is written once, with ? placeholders; SQLiteTransaction and
-    PostgresTransaction say how to run it and how each database stores time.
+    Storage owns how a statement runs (execute: SQLiteTransaction and PostgresTransaction
+    say how each database runs one, stores time, locks rows), the transactions themselves
+    (SQLiteStore with GroupCommit, PostgresStore), and the webhook's own statements: the
+    one read a new message is decided from, its insert, opt-out and opt-in. Every other
+    statement lives in the section of the feature it serves (reply rules, a person in the
+    loop, the outbox, operating it), as a function taking the transaction: written once
+    with ? placeholders, next to the logic that needs it, run through this class.
     """
 
     unique_violation: type[Exception]
@@ -635,6 +632,10 @@ class Transaction:
 
     def execute(self, sql: str, params: tuple = ()) -> Any:
         """Run one statement; the cursor (rowcount, fetchone, fetchall)."""
+        raise NotImplementedError
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        """Run one statement for each row; the rows changed in all."""
         raise NotImplementedError
 
     def timestamp(self, unix_time: float) -> object:
@@ -687,46 +688,6 @@ class Transaction:
              v2_nonce, decision.outcome.value, decision.reply, decision.rule and decision.rule.name,
              ",".join(decision.forwarded_to) or None, decision.relayed_to))
 
-    def has_earlier_message(self, message: InboundMessage) -> bool:
-        """Is another message from this sender to this number of ours stored (a rule's first_message)?"""
-        return self.execute(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND to_number IN (?, ?)"
-            " AND message_uuid <> ?)",
-            (*number_forms(message.sender), *number_forms(message.recipient), message.message_uuid)).fetchone()[0]
-
-    def rule_matched_since(self, message: InboundMessage, rule: str, since: float) -> bool:
-        """Did this rule answer this sender on this number of ours since `since` (a rule's once_per)?"""
-        # A matched rule's outcome is replied or no_reply: written out, so that messages_by_sender seeks.
-        return self.execute(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND outcome IN ('replied', 'no_reply')"
-            " AND received_at >= ? AND rule = ? AND to_number IN (?, ?) AND message_uuid <> ?)",
-            (*number_forms(message.sender), self.timestamp(since), rule, *number_forms(message.recipient),
-             message.message_uuid)).fetchone()[0]
-
-    # A person in the loop (FORWARD_TO)
-
-    def forwards_since(self, sender: str, since: float) -> int:
-        """How many of this customer's messages were forwarded since `since` (the forward limit)."""
-        return self.execute(
-            "SELECT count(*) FROM messages WHERE from_number IN (?, ?) AND received_at >= ?"
-            " AND forwarded_to IS NOT NULL", (*number_forms(sender), self.timestamp(since))).fetchone()[0]
-
-    def opted_out_of(self, numbers: Iterable[str], recipient: str) -> set[str]:
-        """Which of these numbers have opted out of this number of ours (as number keys)."""
-        keys = [number_key(number) for number in numbers]
-        return {row[0] for row in self.execute(
-            f"SELECT number_key FROM opt_outs WHERE to_key = ? AND number_key IN ({', '.join('?' * len(keys))})",
-            (number_key(recipient), *keys)).fetchall()}
-
-    def last_conversation(self, recipient: str, owner: str, since: float) -> str | None:
-        """The customer whose message this number of ours most recently forwarded to the owner, since `since`."""
-        row = self.execute(
-            "SELECT from_number FROM messages WHERE to_number IN (?, ?) AND received_at >= ?"
-            " AND forwarded_to IS NOT NULL AND ',' || forwarded_to || ',' LIKE ? AND from_number IS NOT NULL"
-            " ORDER BY received_at DESC LIMIT 1",
-            (*number_forms(recipient), self.timestamp(since), f"%,{number_key(owner)},%")).fetchone()
-        return row and number_key(row[0])
-
     def opt_out(self, sender: str, recipient: str, when: float) -> bool:
         """Record an opt-out; False if the sender had already opted out."""
         cursor = self.execute(
@@ -739,162 +700,6 @@ class Transaction:
         """Remove an opt-out, if there is one."""
         self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
                      (number_key(sender), number_key(recipient)))
-
-    def get_message(self, message_uuid: str) -> InboundMessage:
-        """A stored inbound message, for the reply function."""
-        row = self.execute("SELECT message_uuid, from_number, to_number, text, type, media_urls"
-                           " FROM messages WHERE message_uuid = ?", (message_uuid,)).fetchone()
-        return InboundMessage(*row[:5], media_urls=tuple(json.loads(row[5])))
-
-    # The outbox (REPLY_MODE=api)
-
-    def queue(self, message: InboundMessage, sms: Outbound, now: float) -> None:
-        """Queue one SMS of a message's answer; text None means the worker runs the reply function."""
-        self.execute(
-            "INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts, next_attempt_at, queued_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
-            (message.message_uuid, sms.kind, message.recipient, sms.dst, sms.text, now, self.timestamp(now)))
-
-    def claim_due(self, now: float) -> OutboxRow | None:
-        """Claim the next due row: queued and due, or claimed by a worker whose lease has run out."""
-        token = uuid.uuid4().hex
-        row = self.execute(
-            "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
-            " WHERE id = (SELECT id FROM outbox WHERE status IN ('queued', 'sending')"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1" + self.skip_locked + ")"
-            " RETURNING id, message_uuid, kind, src, dst, text, attempts", (token, now + OUTBOX_LEASE, now)).fetchone()
-        return None if row is None else OutboxRow(*row, claim_token=token)
-
-    def prepare_send(self, row: OutboxRow, text: str, now: float) -> bool:
-        """Renew the claim and store the text; False if the claim was lost or the recipient opted out since."""
-        renewed = self.execute(
-            "UPDATE outbox SET text = ?, next_attempt_at = ? WHERE id = ? AND claim_token = ?",
-            (text, now + OUTBOX_LEASE, row.id, row.claim_token)).rowcount
-        if not renewed:
-            return False
-        if row.kind == "reply":
-            self.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
-        opted_out_since = self.execute(
-            "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
-            " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
-            (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
-        if opted_out_since:  # an SMS queued before its recipient's STOP is not sent after it
-            self.finish_attempt(row, "cancelled", error="opted out")
-            return False
-        return True
-
-    def finish_attempt(self, row: OutboxRow, status: str, *, plivo_message_uuid: str | None = None,
-                       error: str | None = None, retry_at: float | None = None) -> bool:
-        """Record how an attempt ended (and release the claim); False if the claim had been lost."""
-        finished = self.execute(
-            "UPDATE outbox SET status = ?, plivo_message_uuid = ?, error = ?, claim_token = NULL,"
-            " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ? AND claim_token = ?",
-            (status, plivo_message_uuid, error, retry_at, row.id, row.claim_token)).rowcount
-        if finished and plivo_message_uuid:  # Plivo may have reported on it before we got here
-            for report_status, error_code in self.execute(
-                    "SELECT status, error_code FROM delivery_reports WHERE plivo_message_uuid = ?",
-                    (plivo_message_uuid,)).fetchall():
-                self.apply_report(DeliveryReport(plivo_message_uuid, report_status, error_code))
-        return finished == 1
-
-    def add_delivery_report(self, report: DeliveryReport, now: float, v2_nonce: str | None) -> None:
-        """Store a delivery report (once) and move its outbox row forward."""
-        try:
-            self.execute(
-                "INSERT INTO delivery_reports (plivo_message_uuid, status, error_code, received_at, v2_nonce)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (plivo_message_uuid, status, error_code) DO NOTHING",
-                (report.plivo_message_uuid, report.status, report.error_code, self.timestamp(now), v2_nonce))
-        except self.unique_violation as error:
-            if v2_nonce is None:
-                raise
-            raise NonceReused(v2_nonce) from error
-        self.apply_report(report)
-
-    def apply_report(self, report: DeliveryReport) -> None:
-        """Move the row a report is about forward to the reported status, never back."""
-        new_status = PLIVO_STATUSES.get(report.status)
-        row = self.execute("SELECT status FROM outbox WHERE plivo_message_uuid = ?" + self.for_update,
-                           (report.plivo_message_uuid,)).fetchone()
-        if new_status and row and STATUS_RANK[new_status] > STATUS_RANK[row[0]]:
-            self.execute("UPDATE outbox SET status = ?, error = coalesce(?, error) WHERE plivo_message_uuid = ?",
-                         (new_status, report.error_code or None, report.plivo_message_uuid))
-
-
-    # Operating it: the commands' reads, and the opt-out lists and retention they change
-
-    def find_messages(self, query: MessageQuery) -> list[StoredMessage]:
-        """The last query.limit messages that match (newest first), each with its reply's outbox status."""
-        conditions, params = ["1 = 1"], []
-        if query.sender:
-            conditions.append("m.from_number IN (?, ?)")
-            params += number_forms(query.sender)
-        if query.recipient:
-            conditions.append("m.to_number IN (?, ?)")
-            params += number_forms(query.recipient)
-        if query.since is not None:
-            conditions.append("m.received_at >= ?")
-            params.append(self.timestamp(query.since))
-        rows = self.execute(
-            "SELECT m.message_uuid, m.received_at, m.from_number, m.to_number, m.type, m.text, m.media_urls,"
-            " m.outcome, m.rule, m.reply, o.status, m.forwarded_to, m.relayed_to FROM messages m LEFT JOIN outbox o"
-            " ON o.message_uuid = m.message_uuid AND o.kind = 'reply' WHERE " + " AND ".join(conditions) +
-            " ORDER BY m.received_at DESC, m.message_uuid DESC LIMIT ?", (*params, query.limit)).fetchall()
-        return [StoredMessage(row[0], self.moment(row[1]), *row[2:6], tuple(json.loads(row[6] or "[]")), *row[7:11],
-                              tuple(row[11].split(",")) if row[11] else (), row[12]) for row in rows]
-
-    def message_counts(self, since: float) -> tuple[dict[str, int], int]:
-        """Messages received since `since`, per outcome; and how many distinct senders sent them."""
-        timestamp = self.timestamp(since)
-        outcomes = dict(self.execute("SELECT coalesce(outcome, 'none'), count(*) FROM messages"
-                                     " WHERE received_at >= ? GROUP BY 1 ORDER BY 2 DESC, 1", (timestamp,)).fetchall())
-        senders = self.execute("SELECT count(DISTINCT from_number) FROM messages WHERE received_at >= ?",
-                               (timestamp,)).fetchone()[0]
-        return outcomes, senders
-
-    def opt_out_counts(self, since: float) -> tuple[int, int]:
-        """Opt-outs in force, and how many of them began since `since`."""
-        return tuple(self.execute("SELECT count(*), count(CASE WHEN opted_out_at >= ? THEN 1 END) FROM opt_outs",
-                                  (self.timestamp(since),)).fetchone())
-
-    def outbox_counts(self) -> dict[str, int]:
-        """Outbox rows per status, all of them."""
-        return dict(self.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 2 DESC, 1").fetchall())
-
-    def opt_outs_in_force(self, recipient: str | None) -> Iterator[tuple[str, str, datetime]]:
-        """(number, our number, since when) of each opt-out, optionally only those of one number of ours."""
-        where, params = ("WHERE to_key = ?", (number_key(recipient),)) if recipient else ("", ())
-        for number, to_number, opted_out_at in self.execute(
-                f"SELECT number, to_number, opted_out_at FROM opt_outs {where} ORDER BY to_key, number_key", params):
-            yield number, to_number, self.moment(opted_out_at)
-
-    def add_opt_outs(self, opt_outs: list[tuple[str, str, float]]) -> int:
-        """Record (number, our number, unix time) opt-outs; how many were new (the others were in force)."""
-        return self.execute_many(
-            "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(number, recipient, number, recipient, self.timestamp(when)) for number, recipient, when in opt_outs])
-
-    def remove_opt_outs(self, number: str, recipients: Iterable[str]) -> int:
-        """Remove a number's opt-outs of some numbers of ours; how many there were."""
-        return sum(self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
-                                (number_key(number), number_key(recipient))).rowcount for recipient in recipients)
-
-    def purge_messages(self, before: float, batch: int) -> int:
-        """Erase the personal data of up to `batch` messages received before `before`; how many."""
-        return self.execute(
-            "UPDATE messages SET from_number = NULL, to_number = NULL, text = NULL, media_urls = NULL, reply = NULL,"
-            " forwarded_to = NULL, relayed_to = NULL WHERE message_uuid IN (SELECT message_uuid FROM messages WHERE received_at < ?"
-            " AND from_number IS NOT NULL LIMIT ?)", (self.timestamp(before), batch)).rowcount
-
-    def purge_deliveries(self, before: float) -> None:
-        """Delete delivery reports received, and finished outbox rows queued, before `before`."""
-        timestamp = self.timestamp(before)
-        self.execute("DELETE FROM delivery_reports WHERE received_at < ?", (timestamp,))
-        self.execute("DELETE FROM outbox WHERE queued_at < ? AND status NOT IN ('queued', 'sending')", (timestamp,))
-
-    def execute_many(self, sql: str, rows: list[tuple]) -> int:
-        """Run one statement for each row; the rows changed in all."""
-        raise NotImplementedError
 
 
 class SQLiteTransaction(Transaction):
@@ -1779,9 +1584,9 @@ class Rule:
 
     def allowed_by(self, history: Transaction, message: InboundMessage, now: float) -> bool:
         """The conditions decided from stored messages, so that they hold across processes."""
-        if self.first_message is not None and self.first_message == history.has_earlier_message(message):
+        if self.first_message is not None and self.first_message == has_earlier_message(history, message):
             return False
-        return self.once_per is None or not history.rule_matched_since(message, self.name, now - self.once_per)
+        return self.once_per is None or not rule_matched_since(history, message, self.name, now - self.once_per)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1805,6 +1610,26 @@ class Rules:
             if rule.holds_for(message, self.hours, now) and rule.allowed_by(history, message, now):
                 return rule
         return None
+
+
+# The rules' reads of stored messages: `history` is the webhook's transaction, or try's read-only one.
+
+def has_earlier_message(history: Transaction, message: InboundMessage) -> bool:
+    """Is another message from this sender to this number of ours stored (a rule's first_message)?"""
+    return history.execute(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND to_number IN (?, ?)"
+        " AND message_uuid <> ?)",
+        (*number_forms(message.sender), *number_forms(message.recipient), message.message_uuid)).fetchone()[0]
+
+
+def rule_matched_since(history: Transaction, message: InboundMessage, rule: str, since: float) -> bool:
+    """Did this rule answer this sender on this number of ours since `since` (a rule's once_per)?"""
+    # A matched rule's outcome is replied or no_reply: written out, so that messages_by_sender seeks.
+    return history.execute(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND outcome IN ('replied', 'no_reply')"
+        " AND received_at >= ? AND rule = ? AND to_number IN (?, ?) AND message_uuid <> ?)",
+        (*number_forms(message.sender), history.timestamp(since), rule, *number_forms(message.recipient),
+         message.message_uuid)).fetchone()[0]
 
 
 BUILT_IN_WORDS = {word: (family, None) for family, words in (
@@ -2188,9 +2013,9 @@ class PersonInTheLoop:
         """The decision with the forwards of a customer's message added (none for owners and our numbers)."""
         if (not self.owners or decision.outcome is Outcome.OWN_NUMBER or self.is_owner(message.sender)
                 or (decision.rule is not None and not decision.rule.forward)
-                or history.forwards_since(message.sender, now - self.window) >= self.limit):
+                or forwards_since(history, message.sender, now - self.window) >= self.limit):
             return decision
-        opted_out = history.opted_out_of(self.owners, message.recipient)
+        opted_out = opted_out_of(history, self.owners, message.recipient)
         owners = tuple(owner for owner in self.owners if owner not in opted_out)
         text = clean_reply(with_media(render_reply(self.template, message), message.media_urls))
         if not owners or not text:
@@ -2203,7 +2028,7 @@ class PersonInTheLoop:
         if addressed:
             customer, text = addressed[1], addressed[2] or ""
         else:
-            customer = history.last_conversation(message.recipient, message.sender, now - RELAY_WINDOW)
+            customer = last_conversation(history, message.recipient, message.sender, now - RELAY_WINDOW)
             text = message.text
             if customer is None:
                 return self.refuse("no conversation in the last 24 hours; start with @number.", owner_opted_out)
@@ -2212,7 +2037,7 @@ class PersonInTheLoop:
             return self.refuse(f"nothing to send to +{customer}.", owner_opted_out)
         if customer in self.our_numbers:
             return self.refuse(f"+{customer} is one of our own numbers.", owner_opted_out)
-        if history.opted_out_of([customer], message.recipient):
+        if opted_out_of(history, [customer], message.recipient):
             return self.refuse(f"+{customer} has opted out.", owner_opted_out)
         return Decision(Outcome.RELAYED, text, relayed_to=customer)
 
@@ -2220,6 +2045,33 @@ class PersonInTheLoop:
     def refuse(reason: str, owner_opted_out: bool) -> Decision:
         """Nothing relayed; the owner is told why (unless the owner has opted out of this number)."""
         return Decision(Outcome.NOT_RELAYED, None if owner_opted_out else f"Not sent: {reason}")
+
+
+# What a person in the loop reads of stored messages and opt-outs (the webhook's transaction, or try's).
+
+def forwards_since(history: Transaction, sender: str, since: float) -> int:
+    """How many of this customer's messages were forwarded since `since` (the forward limit)."""
+    return history.execute(
+        "SELECT count(*) FROM messages WHERE from_number IN (?, ?) AND received_at >= ?"
+        " AND forwarded_to IS NOT NULL", (*number_forms(sender), history.timestamp(since))).fetchone()[0]
+
+
+def opted_out_of(history: Transaction, numbers: Iterable[str], recipient: str) -> set[str]:
+    """Which of these numbers have opted out of this number of ours (as number keys)."""
+    keys = [number_key(number) for number in numbers]
+    return {row[0] for row in history.execute(
+        f"SELECT number_key FROM opt_outs WHERE to_key = ? AND number_key IN ({', '.join('?' * len(keys))})",
+        (number_key(recipient), *keys)).fetchall()}
+
+
+def last_conversation(history: Transaction, recipient: str, owner: str, since: float) -> str | None:
+    """The customer whose message this number of ours most recently forwarded to the owner, since `since`."""
+    row = history.execute(
+        "SELECT from_number FROM messages WHERE to_number IN (?, ?) AND received_at >= ?"
+        " AND forwarded_to IS NOT NULL AND ',' || forwarded_to || ',' LIKE ? AND from_number IS NOT NULL"
+        " ORDER BY received_at DESC LIMIT 1",
+        (*number_forms(recipient), history.timestamp(since), f"%,{number_key(owner)},%")).fetchone()
+    return row and number_key(row[0])
 
 
 def with_media(text: str, media_urls: tuple[str, ...]) -> str:
@@ -2463,7 +2315,7 @@ class SmsResponder:
         elif decision.change is Keyword.OPT_IN:
             tx.opt_in(message.sender, message.recipient)
         for sms in queued:
-            tx.queue(message, sms, now)
+            queue_sms(tx, message, sms, now)
         return decision
 
     def handle_status(self, environ: WSGIEnvironment) -> Response:
@@ -2471,7 +2323,7 @@ class SmsResponder:
         form, v2_nonce = self.signed_form(environ)
         report = parse_report(form)
         try:
-            self.store.run(lambda tx: tx.add_delivery_report(report, time.time(), v2_nonce))
+            self.store.run(lambda tx: add_delivery_report(tx, report, time.time(), v2_nonce))
         except NonceReused:
             raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another report",
                             message_uuid=report.plivo_message_uuid) from None
@@ -2641,7 +2493,125 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     return _app(environ, start_response)
 
 
-# -- Outbox: replies through the Plivo REST API ------------------------------
+# -- Outbox: sending through the Plivo REST API ------------------------------
+
+#: Outbox statuses in the order a row moves through them; a report never moves a row back,
+#: and a final status (3) is never replaced by another.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
+#: Plivo's delivery statuses, as outbox statuses (Plivo's docs also list "rejected"; "read" is WhatsApp's).
+PLIVO_STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", "undelivered": "undelivered",
+                  "failed": "failed", "rejected": "failed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxRow:
+    """An SMS claimed by a worker: to send from src to dst, unless the claim is lost."""
+
+    id: int
+    message_uuid: str
+    kind: str         # "reply" (the message's own answer) or "forward"
+    src: str
+    dst: str
+    text: str | None  # None: the worker runs the reply function first
+    attempts: int     # including this one
+    claim_token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryReport:
+    """One status callback from Plivo for a message we sent."""
+
+    plivo_message_uuid: str
+    status: str
+    error_code: str
+
+
+# The outbox's statements. The webhook queues (queue_sms, in the message's transaction) and stores
+# delivery reports; the worker claims, prepares and finishes, each step a short transaction of its own.
+
+def queue_sms(tx: Transaction, message: InboundMessage, sms: Outbound, now: float) -> None:
+    """Queue one SMS of a message's answer; text None means the worker runs the reply function."""
+    tx.execute(
+        "INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts, next_attempt_at, queued_at)"
+        " VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
+        (message.message_uuid, sms.kind, message.recipient, sms.dst, sms.text, now, tx.timestamp(now)))
+
+
+def claim_due(tx: Transaction, now: float) -> OutboxRow | None:
+    """Claim the next due row: queued and due, or claimed by a worker whose lease has run out."""
+    token = uuid.uuid4().hex
+    row = tx.execute(
+        "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
+        " WHERE id = (SELECT id FROM outbox WHERE status IN ('queued', 'sending')"
+        " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1" + tx.skip_locked + ")"
+        " RETURNING id, message_uuid, kind, src, dst, text, attempts", (token, now + OUTBOX_LEASE, now)).fetchone()
+    return None if row is None else OutboxRow(*row, claim_token=token)
+
+
+def stored_message(tx: Transaction, message_uuid: str) -> InboundMessage:
+    """A stored inbound message, for the reply function the worker runs."""
+    row = tx.execute("SELECT message_uuid, from_number, to_number, text, type, media_urls"
+                     " FROM messages WHERE message_uuid = ?", (message_uuid,)).fetchone()
+    return InboundMessage(*row[:5], media_urls=tuple(json.loads(row[5])))
+
+
+def prepare_send(tx: Transaction, row: OutboxRow, text: str, now: float) -> bool:
+    """Renew the claim and store the text; False if the claim was lost or the recipient opted out since."""
+    renewed = tx.execute(
+        "UPDATE outbox SET text = ?, next_attempt_at = ? WHERE id = ? AND claim_token = ?",
+        (text, now + OUTBOX_LEASE, row.id, row.claim_token)).rowcount
+    if not renewed:
+        return False
+    if row.kind == "reply":
+        tx.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
+    opted_out_since = tx.execute(
+        "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
+        " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
+        (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
+    if opted_out_since:  # an SMS queued before its recipient's STOP is not sent after it
+        finish_attempt(tx, row, "cancelled", error="opted out")
+        return False
+    return True
+
+
+def finish_attempt(tx: Transaction, row: OutboxRow, status: str, *, plivo_message_uuid: str | None = None,
+                   error: str | None = None, retry_at: float | None = None) -> bool:
+    """Record how an attempt ended (and release the claim); False if the claim had been lost."""
+    finished = tx.execute(
+        "UPDATE outbox SET status = ?, plivo_message_uuid = ?, error = ?, claim_token = NULL,"
+        " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ? AND claim_token = ?",
+        (status, plivo_message_uuid, error, retry_at, row.id, row.claim_token)).rowcount
+    if finished and plivo_message_uuid:  # Plivo may have reported on it before we got here
+        for report_status, error_code in tx.execute(
+                "SELECT status, error_code FROM delivery_reports WHERE plivo_message_uuid = ?",
+                (plivo_message_uuid,)).fetchall():
+            apply_report(tx, DeliveryReport(plivo_message_uuid, report_status, error_code))
+    return finished == 1
+
+
+def add_delivery_report(tx: Transaction, report: DeliveryReport, now: float, v2_nonce: str | None) -> None:
+    """Store a delivery report (once) and move its outbox row forward."""
+    try:
+        tx.execute(
+            "INSERT INTO delivery_reports (plivo_message_uuid, status, error_code, received_at, v2_nonce)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (plivo_message_uuid, status, error_code) DO NOTHING",
+            (report.plivo_message_uuid, report.status, report.error_code, tx.timestamp(now), v2_nonce))
+    except tx.unique_violation as error:
+        if v2_nonce is None:
+            raise
+        raise NonceReused(v2_nonce) from error
+    apply_report(tx, report)
+
+
+def apply_report(tx: Transaction, report: DeliveryReport) -> None:
+    """Move the row a report is about forward to the reported status, never back."""
+    new_status = PLIVO_STATUSES.get(report.status)
+    row = tx.execute("SELECT status FROM outbox WHERE plivo_message_uuid = ?" + tx.for_update,
+                     (report.plivo_message_uuid,)).fetchone()
+    if new_status and row and STATUS_RANK[new_status] > STATUS_RANK[row[0]]:
+        tx.execute("UPDATE outbox SET status = ?, error = coalesce(?, error) WHERE plivo_message_uuid = ?",
+                   (new_status, report.error_code or None, report.plivo_message_uuid))
+
 
 class SendFailed(Exception):
     """A Send Message call did not go through; `retryable` says whether trying again may help."""
@@ -2731,8 +2701,8 @@ class OutboxWorker:
     def send_next(self) -> bool:
         """Claim one due row, send it, record how it went; False if no row was due."""
         with self.app.store.transaction() as tx:
-            row = tx.claim_due(time.time())
-            message = tx.get_message(row.message_uuid) if row and row.text is None else None
+            row = claim_due(tx, time.time())
+            message = stored_message(tx, row.message_uuid) if row and row.text is None else None
         if row is None:
             return False
         if row.attempts > self.app.settings.send_max_attempts:  # its last worker died mid-attempt
@@ -2745,7 +2715,7 @@ class OutboxWorker:
         if not text:
             return self.finish(row, "cancelled", error="no reply")
         with self.app.store.transaction() as tx:
-            if not tx.prepare_send(row, text, time.time()):
+            if not prepare_send(tx, row, text, time.time()):
                 return True  # cancelled (opted out since) or claimed by another worker
         try:
             plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, text)
@@ -2763,7 +2733,7 @@ class OutboxWorker:
     def finish(self, row: OutboxRow, status: str, **details: object) -> bool:
         """Record the attempt and log one line for it."""
         with self.app.store.transaction() as tx:
-            kept = tx.finish_attempt(row, status, **details)
+            kept = finish_attempt(tx, row, status, **details)
         fields = {"outcome": status if kept else "claim_lost", "message_uuid": row.message_uuid, "kind": row.kind,
                   "recipient": mask_number(row.dst), "attempt": row.attempts, "error": details.get("error")}
         log.info("outbox", extra={"fields": {key: value for key, value in fields.items() if value is not None}})
@@ -2815,6 +2785,88 @@ class StoredMessage:
             "outcome": self.outcome, "rule": self.rule, "reply": self.reply, "reply_status": self.reply_status,
             "forwarded_to": list(self.forwarded_to), "relayed_to": self.relayed_to,
         }, ensure_ascii=False)
+
+
+# The commands' statements: what they read (in one read-only view: `history`), and the opt-out lists
+# and retention they change (`tx`, a write transaction).
+
+def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessage]:
+    """The last query.limit messages that match (newest first), each with its reply's outbox status."""
+    conditions, params = ["1 = 1"], []
+    if query.sender:
+        conditions.append("m.from_number IN (?, ?)")
+        params += number_forms(query.sender)
+    if query.recipient:
+        conditions.append("m.to_number IN (?, ?)")
+        params += number_forms(query.recipient)
+    if query.since is not None:
+        conditions.append("m.received_at >= ?")
+        params.append(history.timestamp(query.since))
+    rows = history.execute(
+        "SELECT m.message_uuid, m.received_at, m.from_number, m.to_number, m.type, m.text, m.media_urls,"
+        " m.outcome, m.rule, m.reply, o.status, m.forwarded_to, m.relayed_to FROM messages m LEFT JOIN outbox o"
+        " ON o.message_uuid = m.message_uuid AND o.kind = 'reply' WHERE " + " AND ".join(conditions) +
+        " ORDER BY m.received_at DESC, m.message_uuid DESC LIMIT ?", (*params, query.limit)).fetchall()
+    return [StoredMessage(row[0], history.moment(row[1]), *row[2:6], tuple(json.loads(row[6] or "[]")), *row[7:11],
+                          tuple(row[11].split(",")) if row[11] else (), row[12]) for row in rows]
+
+
+def message_counts(history: Transaction, since: float) -> tuple[dict[str, int], int]:
+    """Messages received since `since`, per outcome; and how many distinct senders sent them."""
+    timestamp = history.timestamp(since)
+    outcomes = dict(history.execute("SELECT coalesce(outcome, 'none'), count(*) FROM messages"
+                                    " WHERE received_at >= ? GROUP BY 1 ORDER BY 2 DESC, 1", (timestamp,)).fetchall())
+    senders = history.execute("SELECT count(DISTINCT from_number) FROM messages WHERE received_at >= ?",
+                              (timestamp,)).fetchone()[0]
+    return outcomes, senders
+
+
+def opt_out_counts(history: Transaction, since: float) -> tuple[int, int]:
+    """Opt-outs in force, and how many of them began since `since`."""
+    return tuple(history.execute("SELECT count(*), count(CASE WHEN opted_out_at >= ? THEN 1 END) FROM opt_outs",
+                                 (history.timestamp(since),)).fetchone())
+
+
+def outbox_counts(history: Transaction) -> dict[str, int]:
+    """Outbox rows per status, all of them."""
+    return dict(history.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 2 DESC, 1").fetchall())
+
+
+def opt_outs_in_force(history: Transaction, recipient: str | None) -> Iterator[tuple[str, str, datetime]]:
+    """(number, our number, since when) of each opt-out, optionally only those of one number of ours."""
+    where, params = ("WHERE to_key = ?", (number_key(recipient),)) if recipient else ("", ())
+    for number, to_number, opted_out_at in history.execute(
+            f"SELECT number, to_number, opted_out_at FROM opt_outs {where} ORDER BY to_key, number_key", params):
+        yield number, to_number, history.moment(opted_out_at)
+
+
+def add_opt_outs(tx: Transaction, opt_outs: list[tuple[str, str, float]]) -> int:
+    """Record (number, our number, unix time) opt-outs; how many were new (the others were in force)."""
+    return tx.execute_many(
+        "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [(number, recipient, number, recipient, tx.timestamp(when)) for number, recipient, when in opt_outs])
+
+
+def remove_opt_outs(tx: Transaction, number: str, recipients: Iterable[str]) -> int:
+    """Remove a number's opt-outs of some numbers of ours; how many there were."""
+    return sum(tx.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
+                          (number_key(number), number_key(recipient))).rowcount for recipient in recipients)
+
+
+def purge_messages(tx: Transaction, before: float, batch: int) -> int:
+    """Erase the personal data of up to `batch` messages received before `before`; how many."""
+    return tx.execute(
+        "UPDATE messages SET from_number = NULL, to_number = NULL, text = NULL, media_urls = NULL, reply = NULL,"
+        " forwarded_to = NULL, relayed_to = NULL WHERE message_uuid IN (SELECT message_uuid FROM messages"
+        " WHERE received_at < ? AND from_number IS NOT NULL LIMIT ?)", (tx.timestamp(before), batch)).rowcount
+
+
+def purge_deliveries(tx: Transaction, before: float) -> None:
+    """Delete delivery reports received, and finished outbox rows queued, before `before`."""
+    timestamp = tx.timestamp(before)
+    tx.execute("DELETE FROM delivery_reports WHERE received_at < ?", (timestamp,))
+    tx.execute("DELETE FROM outbox WHERE queued_at < ? AND status NOT IN ('queued', 'sending')", (timestamp,))
 
 
 def cli_number(raw: str, what: str = "number") -> str:
@@ -2936,7 +2988,7 @@ def list_messages(args: argparse.Namespace) -> int:
                          since=args.since and parse_since(args.since, time.time()), limit=args.limit)
     with command_store(settings) as store:
         with store.reading() as history:
-            shown = history.find_messages(query)[::-1]
+            shown = find_messages(history, query)[::-1]
         if args.json:
             def write(message: StoredMessage) -> None:
                 print(message.as_json(), flush=True)
@@ -2977,7 +3029,7 @@ def follow(store: SQLiteStore | PostgresStore, query: MessageQuery, shown: list[
         window = dataclasses.replace(query, since=max(query.since or 0, newest - FOLLOW_MARGIN), limit=10_000)
         try:
             with store.reading() as history:
-                new = [message for message in history.find_messages(window)[::-1] if message.message_uuid not in seen]
+                new = [message for message in find_messages(history, window)[::-1] if message.message_uuid not in seen]
         except StoreUnavailable as error:
             print(f"sms_responder: {error}".splitlines()[0], file=sys.stderr, flush=True)
             continue
@@ -2993,9 +3045,9 @@ def show_stats(args: argparse.Namespace) -> int:
     settings = Settings.from_env(read_environment())
     since = parse_since(args.since or "24h", time.time())
     with command_store(settings) as store, store.reading() as history:
-        outcomes, senders = history.message_counts(since)
-        opt_outs, new_opt_outs = history.opt_out_counts(since)
-        outbox = history.outbox_counts()
+        outcomes, senders = message_counts(history, since)
+        opt_outs, new_opt_outs = opt_out_counts(history, since)
+        outbox = outbox_counts(history)
     report = {"since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
               "messages": sum(outcomes.values()), "outcomes": outcomes, "senders": senders,
               "opt_outs": {"total": opt_outs, "new": new_opt_outs}, "outbox": outbox}
@@ -3019,7 +3071,7 @@ def export_opt_outs(args: argparse.Namespace) -> int:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     with command_store(settings) as store, store.reading() as history:
         writer.writerow(["number", "to_number", "opted_out_at"])
-        for number, to_number, opted_out_at in history.opt_outs_in_force(recipient):
+        for number, to_number, opted_out_at in opt_outs_in_force(history, recipient):
             writer.writerow([number, to_number, opted_out_at.isoformat(timespec="seconds")])
     return 0
 
@@ -3041,7 +3093,7 @@ def import_opt_outs(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
             return 2
         with store.transaction() as tx:  # validated first, so the writer is held only while writing
-            imported = tx.add_opt_outs(opt_outs)
+            imported = add_opt_outs(tx, opt_outs)
     print(f"imported {imported}, already opted out {len(opt_outs) - imported}")
     return 0
 
@@ -3087,9 +3139,9 @@ def change_opt_out(args: argparse.Namespace) -> int:
     recipients = argument(our_numbers_given, settings, args.to)
     with command_store(settings) as store, store.transaction() as tx:
         if args.action == "add":
-            changed = tx.add_opt_outs([(number, recipient, time.time()) for recipient in recipients])
+            changed = add_opt_outs(tx, [(number, recipient, time.time()) for recipient in recipients])
         else:
-            changed = tx.remove_opt_outs(number, recipients)
+            changed = remove_opt_outs(tx, number, recipients)
     if args.action == "add":
         print(f"{number}: opted out of {', '.join(recipients)} ({changed} new, {len(recipients) - changed} already)")
     else:
@@ -3104,12 +3156,12 @@ def purge(store: SQLiteStore | PostgresStore, days: int, now: float) -> int:
     purged = 0
     while True:
         with store.transaction() as tx:
-            batch = tx.purge_messages(before, PURGE_BATCH)
+            batch = purge_messages(tx, before, PURGE_BATCH)
         purged += batch
         if batch < PURGE_BATCH:
             break
     with store.transaction() as tx:
-        tx.purge_deliveries(before)
+        purge_deliveries(tx, before)
     return purged
 
 
@@ -3176,7 +3228,7 @@ class RequestHandler(WSGIRequestHandler):
 def serve(args: argparse.Namespace) -> int:
     """Run the threaded stdlib server (and, with --with-worker, an outbox worker) until Ctrl-C or SIGTERM."""
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
-    check_database(Settings.from_env(read_environment()))
+    check_start_up(Settings.from_env(read_environment()))
     app = create_app(reply=args.reply, **overrides)
     settings = app.settings
     if args.with_worker:
@@ -3217,9 +3269,10 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_database(settings: Settings) -> None:
-    """Create the schema, or stop start-up as a bad setting does (one line, exit 2) before anything is
-    logged, when the database cannot be written: a service that starts without it answers only 500s."""
+def check_start_up(settings: Settings) -> None:
+    """Stop start-up (one line per problem, exit 2) before anything is logged: a bad rules file, then a
+    database that cannot be written (a service without it answers only 500s). Creates the schema."""
+    load_rules(settings.rules_file, settings.plivo_number)
     store = open_store(settings)
     try:
         store.ping()
@@ -3238,7 +3291,7 @@ def run_worker(args: argparse.Namespace) -> int:
     """Send queued replies until SIGTERM or Ctrl-C (the row in hand is finished first)."""
     settings = Settings.from_env(read_environment())
     require_auth_id(settings)
-    check_database(settings)
+    check_start_up(settings)
     app = create_app(reply=args.reply)
     worker = OutboxWorker(app)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -256,19 +256,19 @@ class TestWorker:
     def test_a_lost_claim_is_not_sent(self, client, app, fake_api, db):
         post(client, inbound())
         with app.store.transaction() as tx:
-            first = tx.claim_due(time.time())
+            first = sms_responder.claim_due(tx, time.time())
         with app.store.transaction() as tx:  # the first worker stalls past its lease: another claims the row
-            second = tx.claim_due(time.time() + sms_responder.OUTBOX_LEASE + 1)
+            second = sms_responder.claim_due(tx, time.time() + sms_responder.OUTBOX_LEASE + 1)
         with app.store.transaction() as tx:
-            assert tx.prepare_send(first, "stale", time.time()) is False
-            assert tx.prepare_send(second, "fresh", time.time()) is True
+            assert sms_responder.prepare_send(tx, first, "stale", time.time()) is False
+            assert sms_responder.prepare_send(tx, second, "fresh", time.time()) is True
 
     def test_attempts_of_dead_workers_count(self, make_app, api_settings, fake_api, db):
         app = make_app(**api_settings, send_max_attempts=2)
         post(webtest.TestApp(app), inbound())
         with app.store.transaction() as tx:  # two claims whose workers died (their leases ran out)
-            tx.claim_due(time.time())
-            tx.claim_due(time.time() + sms_responder.OUTBOX_LEASE + 1)
+            sms_responder.claim_due(tx, time.time())
+            sms_responder.claim_due(tx, time.time() + sms_responder.OUTBOX_LEASE + 1)
         db.execute("UPDATE outbox SET next_attempt_at = 0")
         db.commit()
         OutboxWorker(app).send_next()
@@ -314,10 +314,10 @@ class TestDeliveryReports:
     def test_report_that_arrives_before_the_send_is_recorded(self, app, client, db):
         post(client, inbound())
         with app.store.transaction() as tx:
-            row = tx.claim_due(time.time())
-            tx.add_delivery_report(sms_responder.DeliveryReport("plivo-1", "delivered", ""), time.time(), None)
+            row = sms_responder.claim_due(tx, time.time())
+            sms_responder.add_delivery_report(tx, sms_responder.DeliveryReport("plivo-1", "delivered", ""), time.time(), None)
         with app.store.transaction() as tx:
-            tx.finish_attempt(row, "sent", plivo_message_uuid="plivo-1")
+            sms_responder.finish_attempt(tx, row, "sent", plivo_message_uuid="plivo-1")
         assert outbox(db)[0]["status"] == "delivered"
 
     def test_unknown_uuid_is_stored_and_answered(self, client, db):
