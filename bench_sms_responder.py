@@ -66,14 +66,23 @@ def signed_request(form, token=TOKEN, url=URL):
                   "Content-Type": sms_responder.FORM_CONTENT_TYPE}
 
 
-def environ_for(body, headers):
+def environ_for(body, headers, path=sms_responder.WEBHOOK_PATH):
     """The WSGI environ a server would build for this request."""
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": sms_responder.WEBHOOK_PATH, "SCRIPT_NAME": "",
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "",
                "QUERY_STRING": "", "SERVER_NAME": "bench.example", "SERVER_PORT": "80", "HTTP_HOST": "bench.example",
                "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
                "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": headers.pop("Content-Type")}
     environ.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
     return environ
+
+
+def api_requests(count, token):
+    """POST /api/messages: one JSON message each, to distinct customers, with a valid token."""
+    requests = []
+    for i in range(count):
+        body = json.dumps({"to": f"+1417{i:07d}", "text": "Your order is ready."}).encode()
+        requests.append((body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}))
+    return requests
 
 
 def path_requests(count):
@@ -105,18 +114,23 @@ def run_inprocess(args):
             app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
                                            database_url=f"sqlite:///{Path(folder) / 'bench.db'}",
                                            sqlite_synchronous=args.synchronous, reply_mode=args.reply_mode,
-                                           reply_limit=1_000_000)
+                                           reply_limit=1_000_000, plivo_auth_id=AUTH_ID, api_limit=1_000_000)
             quiet_logging(app)
             app.store.ping()
-            for path, requests in path_requests(args.messages).items():
-                environs = [environ_for(body, dict(headers)) for body, headers in requests]
+            with app.store.transaction() as tx:
+                api_token = sms_responder.add_token(tx, "bench", time.time())
+            paths = {**path_requests(args.messages), "POST /api/messages": api_requests(args.messages, api_token)}
+            for path, requests in paths.items():
+                url_path = sms_responder.API_MESSAGES_PATH if path.startswith("POST /api") else \
+                    sms_responder.WEBHOOK_PATH
+                environs = [environ_for(body, dict(headers), url_path) for body, headers in requests]
                 statuses = []
                 start_response = lambda status, headers, exc_info=None, seen=statuses: seen.append(status)  # noqa: E731
                 wall, cpu = time.perf_counter(), time.process_time()
                 for environ in environs:
                     b"".join(app(environ, start_response))
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                expected = "403 Forbidden" if path == "bad signature" else "200 OK"
+                expected = {"bad signature": "403 Forbidden", "POST /api/messages": "202 Accepted"}.get(path, "200 OK")
                 assert statuses == [expected] * len(environs), f"{path}: {set(statuses)}"
                 rounds.setdefault(path, []).append((wall / len(environs) * 1e6, cpu / len(environs) * 1e6))
             app.store.close()

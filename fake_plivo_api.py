@@ -1,7 +1,8 @@
 """A stand-in for Plivo's Send Message API on 127.0.0.1, for the tests and the benchmark.
 
 It checks what Plivo checks (POST /v1/Account/{auth_id}/Message/, Basic auth with the
-auth id and token, a JSON body with src, dst, text and type "sms") and answers as Plivo
+auth id and token, a JSON body with src, dst, text and type "sms", or type "mms" with
+media_urls and an optional text) and answers as Plivo
 documents: 202 with "message_uuid" (a list) and "api_id". Tests script other answers:
 500, 429, 400 or "hang" (no answer until released or closed), one per request in order.
 """
@@ -49,8 +50,7 @@ class FakePlivoAPI:
             return 404, {"error": "not found"}
         if authorization != expected_auth:
             return 401, {"error": "authentication failed"}
-        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("src", "dst", "text")) \
-                or payload.get("type") != "sms" or not set(payload) <= {"src", "dst", "text", "type", "url"}:
+        if not self.valid_payload(payload):
             return 400, {"api_id": str(uuid.uuid4()), "error": "invalid request body"}
         with self.lock:
             scripted = self.answers.pop(0) if self.answers else "ok"
@@ -63,6 +63,19 @@ class FakePlivoAPI:
             self.release.wait(timeout=120)
             return None, None
         return scripted, {"api_id": str(uuid.uuid4()), "error": f"scripted {scripted}"}
+
+    @staticmethod
+    def valid_payload(payload):
+        """An SMS (src, dst, text, type "sms") or an MMS (type "mms", media_urls a non-empty list, text optional)."""
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("src", "dst")):
+            return False
+        if payload.get("type") == "mms":
+            media = payload.get("media_urls")
+            return (isinstance(media, list) and 0 < len(media) <= 10 and all(isinstance(url, str) for url in media)
+                    and isinstance(payload.get("text", ""), str)
+                    and set(payload) <= {"src", "dst", "text", "type", "url", "media_urls"})
+        return (payload.get("type") == "sms" and isinstance(payload.get("text"), str)
+                and set(payload) <= {"src", "dst", "text", "type", "url"})
 
     def _handler(self):
         fake = self

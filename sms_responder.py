@@ -93,6 +93,9 @@ __all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"
 WEBHOOK_PATH = "/webhooks/plivo/messaging"
 STATUS_PATH = "/webhooks/plivo/status"
 HEALTH_PATH = "/health"
+API_PREFIX = "/api/"
+#: Files the module serves (the OpenAPI document; the inbox's page, style and script), installed beside it.
+WEB_FILES = Path(__file__).with_name("sms_responder_web")
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 XML_CONTENT_TYPE = "application/xml; charset=utf-8"
@@ -277,6 +280,7 @@ class Settings:
     retention_days: int = setting(0, _integer(0))
     forward_to: tuple[str, ...] = setting((), _phone_numbers)
     forward_text: str = setting("{from}: {text}", _reply_template)
+    api_limit: int = setting(600, _integer(0))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -542,6 +546,71 @@ MIGRATIONS = [
         ]},
         "CREATE INDEX outbox_by_message ON outbox (message_uuid)",
     ],
+    [
+        # Speaking first: an outbox row may be an outbound message of its own (kind "outbound"), with no
+        # inbound message; its numbers and text are erased by purge. Scheduled rows wait in the outbox too.
+        {"sqlite": [
+            """CREATE TABLE outbox_new (
+                id                 INTEGER PRIMARY KEY,
+                public_id          TEXT UNIQUE,       -- an outbound message's ID in the API; NULL for the others
+                message_uuid       TEXT,              -- the inbound message this answers; NULL for outbound
+                kind               TEXT NOT NULL,     -- reply (to the sender, or an owner's relay), forward, outbound
+                status             TEXT NOT NULL,     -- scheduled, queued, sending, sent, delivered, undelivered,
+                                                      -- failed, cancelled
+                src                TEXT,              -- our number; NULL once purged
+                dst                TEXT,              -- the sender, a customer or an owner; NULL once purged
+                text               TEXT,              -- NULL until the worker has run the reply function
+                media_urls         TEXT,              -- outbound MMS: a JSON array; NULL for a text
+                attempts           INTEGER NOT NULL,
+                next_attempt_at    REAL NOT NULL,     -- unix time: when a queued row is due, when a claim expires
+                claim_token        TEXT,              -- the claiming worker's; its later updates must match
+                plivo_message_uuid TEXT UNIQUE,
+                error              TEXT,              -- our last error, or Plivo's ErrorCode
+                queued_at          TEXT NOT NULL,     -- when it was queued (an outbound message's created_at)
+                send_at            TEXT,              -- outbound: when it was asked to leave; NULL: at once
+                sent_at            TEXT,              -- when Plivo accepted it
+                sent_by            TEXT,              -- outbound: the API token's name, a person's, or "cli"
+                sent_via           TEXT               -- outbound: api, cli or inbox
+            )""",
+            "INSERT INTO outbox_new (id, message_uuid, kind, status, src, dst, text, attempts, next_attempt_at,"
+            " claim_token, plivo_message_uuid, error, queued_at) SELECT id, message_uuid, kind, status, src, dst, text,"
+            " attempts, next_attempt_at, claim_token, plivo_message_uuid, error, queued_at FROM outbox",
+            "DROP TABLE outbox",
+            "ALTER TABLE outbox_new RENAME TO outbox",
+            "CREATE INDEX outbox_by_time ON outbox (queued_at)",
+            "CREATE INDEX outbox_by_message ON outbox (message_uuid)",
+        ], "postgresql": [
+            "ALTER TABLE outbox ALTER COLUMN message_uuid DROP NOT NULL, ALTER COLUMN src DROP NOT NULL,"
+            " ALTER COLUMN dst DROP NOT NULL, ADD COLUMN public_id TEXT UNIQUE, ADD COLUMN media_urls TEXT,"
+            " ADD COLUMN send_at TIMESTAMPTZ, ADD COLUMN sent_at TIMESTAMPTZ, ADD COLUMN sent_by TEXT,"
+            " ADD COLUMN sent_via TEXT",
+            "DROP INDEX outbox_due",
+        ]},
+        # A worker claims due rows: scheduled ones too, in send_at order (next_attempt_at).
+        "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status IN ('scheduled', 'queued', 'sending')",
+        # A customer's conversation, and the outbound messages cancelled by their STOP.
+        "CREATE INDEX outbox_outbound_by_dst ON outbox (dst, queued_at) WHERE kind = 'outbound'",
+        # `messages` and purge: outbound messages by time, however many replies the outbox holds.
+        "CREATE INDEX outbox_outbound_by_time ON outbox (queued_at) WHERE kind = 'outbound'",
+        # API_LIMIT: one token's messages in the last hour.
+        "CREATE INDEX outbox_by_token ON outbox (sent_by, queued_at) WHERE sent_via = 'api'",
+        """CREATE TABLE api_tokens (
+            name         TEXT PRIMARY KEY,
+            digest       TEXT NOT NULL UNIQUE,  -- SHA-256 of the token, which is never stored
+            created_at   {timestamp} NOT NULL,
+            last_used_at {timestamp}
+        )""",
+        """CREATE TABLE api_requests (          -- Idempotency-Key: the first answer of a key, for 24 h
+            token        TEXT NOT NULL,         -- the token's name
+            key          TEXT NOT NULL,
+            body_digest  TEXT NOT NULL,         -- SHA-256 of the request's JSON, keys sorted
+            outbox_id    BIGINT NOT NULL,
+            status       TEXT NOT NULL,         -- the status first answered: queued or scheduled
+            created_at   {timestamp} NOT NULL,
+            PRIMARY KEY (token, key)
+        )""",
+        "CREATE INDEX api_requests_by_time ON api_requests (created_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_TYPES = {"dialect": "sqlite", "timestamp": "TEXT", "real": "REAL"}  # times as UTC ISO 8601 text
@@ -700,6 +769,17 @@ class Transaction:
         """Remove an opt-out, if there is one."""
         self.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
                      (number_key(sender), number_key(recipient)))
+
+    def opted_out_of(self, numbers: Iterable[str], recipient: str) -> set[str]:
+        """Which of these numbers have opted out of this number of ours (as number keys)."""
+        keys = [number_key(number) for number in numbers]
+        return {row[0] for row in self.execute(
+            f"SELECT number_key FROM opt_outs WHERE to_key = ? AND number_key IN ({', '.join('?' * len(keys))})",
+            (number_key(recipient), *keys)).fetchall()}
+
+    def lock(self, key: str) -> None:
+        """Hold off other transactions that lock the same key until this one ends (SQLite's writers
+        take turns anyway: BEGIN IMMEDIATE)."""
 
 
 class SQLiteTransaction(Transaction):
@@ -1034,6 +1114,9 @@ class PostgresTransaction(Transaction):
             self.connection.execute("COMMIT")
         self.state = "committed"
 
+    def lock(self, key: str) -> None:
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
     def timestamp(self, unix_time: float) -> datetime:
         return datetime.fromtimestamp(unix_time, UTC)
 
@@ -1051,7 +1134,7 @@ class PostgresTransaction(Transaction):
         # (two copies of a message, the reply limit, opt-outs); the read then sees what the last one stored.
         with self.connection.pipeline():
             self.begin()
-            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number_key(message.sender),))
+            self.lock(number_key(message.sender))
             cursor = self.read_state(message, since, v2_nonce)
         return MessageState(*cursor.fetchone())
 
@@ -2015,7 +2098,7 @@ class PersonInTheLoop:
                 or (decision.rule is not None and not decision.rule.forward)
                 or forwards_since(history, message.sender, now - self.window) >= self.limit):
             return decision
-        opted_out = opted_out_of(history, self.owners, message.recipient)
+        opted_out = history.opted_out_of(self.owners, message.recipient)
         owners = tuple(owner for owner in self.owners if owner not in opted_out)
         text = clean_reply(with_media(render_reply(self.template, message), message.media_urls))
         if not owners or not text:
@@ -2037,7 +2120,7 @@ class PersonInTheLoop:
             return self.refuse(f"nothing to send to +{customer}.", owner_opted_out)
         if customer in self.our_numbers:
             return self.refuse(f"+{customer} is one of our own numbers.", owner_opted_out)
-        if opted_out_of(history, [customer], message.recipient):
+        if history.opted_out_of([customer], message.recipient):
             return self.refuse(f"+{customer} has opted out.", owner_opted_out)
         return Decision(Outcome.RELAYED, text, relayed_to=customer)
 
@@ -2047,21 +2130,13 @@ class PersonInTheLoop:
         return Decision(Outcome.NOT_RELAYED, None if owner_opted_out else f"Not sent: {reason}")
 
 
-# What a person in the loop reads of stored messages and opt-outs (the webhook's transaction, or try's).
+# What a person in the loop reads of stored messages (the webhook's transaction, or try's).
 
 def forwards_since(history: Transaction, sender: str, since: float) -> int:
     """How many of this customer's messages were forwarded since `since` (the forward limit)."""
     return history.execute(
         "SELECT count(*) FROM messages WHERE from_number IN (?, ?) AND received_at >= ?"
         " AND forwarded_to IS NOT NULL", (*number_forms(sender), history.timestamp(since))).fetchone()[0]
-
-
-def opted_out_of(history: Transaction, numbers: Iterable[str], recipient: str) -> set[str]:
-    """Which of these numbers have opted out of this number of ours (as number keys)."""
-    keys = [number_key(number) for number in numbers]
-    return {row[0] for row in history.execute(
-        f"SELECT number_key FROM opt_outs WHERE to_key = ? AND number_key IN ({', '.join('?' * len(keys))})",
-        (number_key(recipient), *keys)).fetchall()}
 
 
 def last_conversation(history: Transaction, recipient: str, owner: str, since: float) -> str | None:
@@ -2092,6 +2167,24 @@ class HTTPError(Exception):
         self.headers = headers
         self.log_fields = log_fields
 
+    def response(self) -> Response:
+        """The answer: the reason as short plain text."""
+        return Response(self.status, f"{self.reason}\n".encode(), TEXT_CONTENT_TYPE, self.headers,
+                        {"outcome": Outcome.REJECTED.value, "status": self.status.value, "reason": self.reason,
+                         **self.log_fields})
+
+
+class ApiError(HTTPError):
+    """An error of the API (/api/...): answered as JSON, {"error": reason, ...details}."""
+
+    def __init__(self, http_status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
+                 **details: object) -> None:
+        super().__init__(http_status, reason, headers)
+        self.document = {"error": reason, **details}
+
+    def response(self) -> Response:
+        return json_response(self.status, self.document, self.headers)
+
 
 @dataclasses.dataclass(slots=True)
 class Response:
@@ -2107,36 +2200,38 @@ class Response:
 STATUS_LINES = {status: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
-def json_response(status: HTTPStatus, document: Mapping[str, str]) -> Response:
-    """A small JSON answer (the health check)."""
-    return Response(status, json.dumps(document).encode(), JSON_CONTENT_TYPE)
+def json_response(status: HTTPStatus, document: Mapping[str, object],
+                  headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A JSON answer (the health check, the API)."""
+    return Response(status, json.dumps(document, ensure_ascii=False).encode(), JSON_CONTENT_TYPE, headers)
 
 
-def read_body(environ: WSGIEnvironment, max_bytes: int) -> bytes:
+def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FORM_CONTENT_TYPE,
+              error: type[HTTPError] = HTTPError) -> bytes:
     """The request body, after the size (413) and content-type (415) checks of step 1."""
     length_header = environ.get("CONTENT_LENGTH", "")
     try:
         length = int(length_header) if length_header else None
     except ValueError:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
+        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
     if length is not None and length > max_bytes:
-        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if media_type != FORM_CONTENT_TYPE:
-        raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"expected {FORM_CONTENT_TYPE}")
+    if media_type != expected_type:
+        raise error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"expected {expected_type}")
     if length is None:
         if environ.get("wsgi.input_terminated"):  # the host de-chunked the body: read to its end
             length = max_bytes + 1
         elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            raise HTTPError(HTTPStatus.LENGTH_REQUIRED, "this server needs a Content-Length")
+            raise error(HTTPStatus.LENGTH_REQUIRED, "this server needs a Content-Length")
         else:
             return b""  # no length and no chunks: an empty body (RFC 9112, section 6.3)
     try:
         body = environ["wsgi.input"].read(min(length, max_bytes + 1))
     except OSError:  # the client timed out or went away mid-body
-        raise HTTPError(HTTPStatus.BAD_REQUEST, "incomplete body") from None
+        raise error(HTTPStatus.BAD_REQUEST, "incomplete body") from None
     if len(body) > max_bytes:
-        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     return body
 
 
@@ -2215,7 +2310,8 @@ ReplyFunction = Callable[[InboundMessage], "str | None"]
 
 
 class SmsResponder:
-    """The WSGI application: the health check and Plivo's messaging and status webhooks."""
+    """The WSGI application: the health check, Plivo's messaging and status webhooks, and the routes
+    of the sections that serve people (the outbound API)."""
 
     def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction,
                  rules: RulesFile) -> None:
@@ -2232,7 +2328,10 @@ class SmsResponder:
             HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
             WEBHOOK_PATH: {"POST": self.handle_messaging},
             STATUS_PATH: {"POST": self.handle_status},
+            **OutboundApi(settings, store).routes(),
         }
+        # A route whose path ends in "/" serves every path below it (/api/messages/ID).
+        self.prefixes = [(path, methods) for path, methods in self.routes.items() if path.endswith("/")]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -2240,9 +2339,7 @@ class SmsResponder:
         try:
             response = self.dispatch(path, environ)
         except HTTPError as error:
-            response = Response(error.status, f"{error.reason}\n".encode(), TEXT_CONTENT_TYPE, error.headers,
-                                {"outcome": Outcome.REJECTED.value, "status": error.status.value,
-                                 "reason": error.reason, **error.log_fields})
+            response = error.response()
         except StoreUnavailable as error:
             log.error("database unavailable: %s", error)
             response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"database unavailable\n", TEXT_CONTENT_TYPE,
@@ -2254,8 +2351,11 @@ class SmsResponder:
                                 log_fields={"outcome": Outcome.FAILED.value})
         if path in (WEBHOOK_PATH, STATUS_PATH):
             self.log_webhook(response, started)
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
-                   *response.headers]
+        elif path.startswith(API_PREFIX):
+            log_api_request(environ, response, started)
+        headers = [("Content-Length", str(len(response.body))), *response.headers]
+        if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
+            headers.insert(0, ("Content-Type", response.content_type))
         start_response(STATUS_LINES[response.status], headers)
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
 
@@ -2266,13 +2366,14 @@ class SmsResponder:
 
     def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
         """Find the handler for the path and method: 404 and 405 (with Allow) otherwise."""
-        methods = self.routes.get(path)
+        methods = self.routes.get(path) or next(
+            (methods for prefix, methods in self.prefixes if path.startswith(prefix) and path != prefix), None)
+        error = ApiError if path.startswith(API_PREFIX) else HTTPError
         if methods is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
+            raise error(HTTPStatus.NOT_FOUND, "not found")
         handler = methods.get(environ["REQUEST_METHOD"])
         if handler is None:
-            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed",
-                            (("Allow", ", ".join(methods)),))
+            raise error(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", ", ".join(methods)),))
         return handler(environ)
 
     def handle_health(self, environ: WSGIEnvironment) -> Response:
@@ -2311,7 +2412,8 @@ class SmsResponder:
         if not tx.add_message(message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
             return DUPLICATE
         if decision.change is Keyword.OPT_OUT:
-            tx.opt_out(message.sender, message.recipient, now)
+            if tx.opt_out(message.sender, message.recipient, now):
+                cancel_for_opt_out(tx, [(message.sender, message.recipient)])
         elif decision.change is Keyword.OPT_IN:
             tx.opt_in(message.sender, message.recipient)
         for sms in queued:
@@ -2497,7 +2599,8 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
 
 #: Outbox statuses in the order a row moves through them; a report never moves a row back,
 #: and a final status (3) is never replaced by another.
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
+STATUS_RANK = {"scheduled": 0, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3,
+               "cancelled": 3}
 #: Plivo's delivery statuses, as outbox statuses (Plivo's docs also list "rejected"; "read" is WhatsApp's).
 PLIVO_STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", "undelivered": "undelivered",
                   "failed": "failed", "rejected": "failed"}
@@ -2508,11 +2611,12 @@ class OutboxRow:
     """An SMS claimed by a worker: to send from src to dst, unless the claim is lost."""
 
     id: int
-    message_uuid: str
-    kind: str         # "reply" (the message's own answer) or "forward"
+    message_uuid: str | None  # None for an outbound message
+    kind: str         # "reply" (the message's own answer), "forward" or "outbound" (the business speaks first)
     src: str
     dst: str
     text: str | None  # None: the worker runs the reply function first
+    media_urls: str | None  # an outbound MMS's, as JSON
     attempts: int     # including this one
     claim_token: str
 
@@ -2528,6 +2632,7 @@ class DeliveryReport:
 
 # The outbox's statements. The webhook queues (queue_sms, in the message's transaction) and stores
 # delivery reports; the worker claims, prepares and finishes, each step a short transaction of its own.
+# Outbound messages (the business speaks first) are queued by their own section and sent the same way.
 
 def queue_sms(tx: Transaction, message: InboundMessage, sms: Outbound, now: float) -> None:
     """Queue one SMS of a message's answer; text None means the worker runs the reply function."""
@@ -2538,13 +2643,15 @@ def queue_sms(tx: Transaction, message: InboundMessage, sms: Outbound, now: floa
 
 
 def claim_due(tx: Transaction, now: float) -> OutboxRow | None:
-    """Claim the next due row: queued and due, or claimed by a worker whose lease has run out."""
+    """Claim the next due row (in the order they fell due): queued or scheduled and due, or claimed by a
+    worker whose lease has run out."""
     token = uuid.uuid4().hex
     row = tx.execute(
         "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
-        " WHERE id = (SELECT id FROM outbox WHERE status IN ('queued', 'sending')"
+        " WHERE id = (SELECT id FROM outbox WHERE status IN ('scheduled', 'queued', 'sending')"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1" + tx.skip_locked + ")"
-        " RETURNING id, message_uuid, kind, src, dst, text, attempts", (token, now + OUTBOX_LEASE, now)).fetchone()
+        " RETURNING id, message_uuid, kind, src, dst, text, media_urls, attempts",
+        (token, now + OUTBOX_LEASE, now)).fetchone()
     return None if row is None else OutboxRow(*row, claim_token=token)
 
 
@@ -2564,10 +2671,13 @@ def prepare_send(tx: Transaction, row: OutboxRow, text: str, now: float) -> bool
         return False
     if row.kind == "reply":
         tx.execute("UPDATE messages SET reply = ? WHERE message_uuid = ?", (text, row.message_uuid))
-    opted_out_since = tx.execute(
-        "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
-        " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
-        (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
+    if row.kind == "outbound":  # queued only while its recipient had not opted out
+        opted_out_since = tx.opted_out_of([row.dst], row.src)
+    else:  # an answer: the STOP it answers is the message itself, and its confirmation must go
+        opted_out_since = tx.execute(
+            "SELECT 1 FROM opt_outs JOIN messages ON messages.message_uuid = ? WHERE opt_outs.number_key = ?"
+            " AND opt_outs.to_key = ? AND opt_outs.opted_out_at > messages.received_at",
+            (row.message_uuid, number_key(row.dst), number_key(row.src))).fetchone()
     if opted_out_since:  # an SMS queued before its recipient's STOP is not sent after it
         finish_attempt(tx, row, "cancelled", error="opted out")
         return False
@@ -2577,10 +2687,12 @@ def prepare_send(tx: Transaction, row: OutboxRow, text: str, now: float) -> bool
 def finish_attempt(tx: Transaction, row: OutboxRow, status: str, *, plivo_message_uuid: str | None = None,
                    error: str | None = None, retry_at: float | None = None) -> bool:
     """Record how an attempt ended (and release the claim); False if the claim had been lost."""
+    sent_at = tx.timestamp(time.time()) if status == "sent" else None
     finished = tx.execute(
         "UPDATE outbox SET status = ?, plivo_message_uuid = ?, error = ?, claim_token = NULL,"
-        " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ? AND claim_token = ?",
-        (status, plivo_message_uuid, error, retry_at, row.id, row.claim_token)).rowcount
+        " next_attempt_at = coalesce(?, next_attempt_at), sent_at = coalesce(?, sent_at)"
+        " WHERE id = ? AND claim_token = ?",
+        (status, plivo_message_uuid, error, retry_at, sent_at, row.id, row.claim_token)).rowcount
     if finished and plivo_message_uuid:  # Plivo may have reported on it before we got here
         for report_status, error_code in tx.execute(
                 "SELECT status, error_code FROM delivery_reports WHERE plivo_message_uuid = ?",
@@ -2621,9 +2733,14 @@ class SendFailed(Exception):
         self.reason, self.retryable, self.retry_after = reason, retryable, retry_after
 
 
-def send_message(settings: Settings, src: str, dst: str, text: str) -> str | None:
-    """POST one SMS to Plivo's Send Message API; the message UUID Plivo gave it."""
-    payload = {"src": src, "dst": dst, "text": text, "type": "sms"}
+def send_message(settings: Settings, src: str, dst: str, text: str, media_urls: list[str] | None = None
+                 ) -> str | None:
+    """POST one SMS (or, with media URLs, an MMS) to Plivo's Send Message API; the UUID Plivo gave it."""
+    payload: dict[str, object] = {"src": src, "dst": dst, "text": text, "type": "sms"}
+    if media_urls:  # Plivo's MMS: type mms, media_urls, the text optional
+        payload.update(type="mms", media_urls=media_urls)
+        if not text:
+            del payload["text"]
     if settings.public_url:
         payload["url"] = settings.public_url + STATUS_PATH  # where Plivo posts delivery reports
     credentials = b64encode(f"{settings.plivo_auth_id}:{settings.plivo_auth_token}".encode()).decode()
@@ -2667,7 +2784,8 @@ def retry_delay(attempts: int, at_least: float = 0.0) -> float:
 
 
 class OutboxWorker:
-    """Sends queued replies through the Plivo REST API; several may share one database.
+    """Sends what the outbox holds (replies, forwards, outbound messages) through the Plivo REST API, each
+    row when it falls due; several workers may share one database.
 
     A claim is atomic and carries a lease and a token: a row is sent by one
     live worker at a time, and claimed again only once its worker's lease has
@@ -2712,13 +2830,14 @@ class OutboxWorker:
         except Exception:
             log.exception("reply function failed for %s", row.message_uuid)
             return self.retry_or_fail(row, "the reply function failed")
-        if not text:
+        media_urls = json.loads(row.media_urls) if row.media_urls else []
+        if not text and not media_urls:
             return self.finish(row, "cancelled", error="no reply")
         with self.app.store.transaction() as tx:
             if not prepare_send(tx, row, text, time.time()):
                 return True  # cancelled (opted out since) or claimed by another worker
         try:
-            plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, text)
+            plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, text, media_urls)
         except SendFailed as failure:
             if failure.retryable:
                 return self.retry_or_fail(row, failure.reason, failure.retry_after)
@@ -2738,6 +2857,541 @@ class OutboxWorker:
                   "recipient": mask_number(row.dst), "attempt": row.attempts, "error": details.get("error")}
         log.info("outbox", extra={"fields": {key: value for key, value in fields.items() if value is not None}})
         return True
+
+
+# -- Speaking first: outbound messages -----------------------------------------
+
+API_MESSAGES_PATH = "/api/messages"
+API_MESSAGE_PREFIX = API_MESSAGES_PATH + "/"   # /api/messages/ID
+OPENAPI_PATH = "/api/openapi.json"
+API_WINDOW = 3600.0            # seconds: API_LIMIT counts one token's messages in the last hour
+IDEMPOTENCY_WINDOW = 86400.0   # seconds an Idempotency-Key answers with its first answer
+MAX_IDEMPOTENCY_KEY = 200
+MAX_MEDIA_URLS = 10
+MAX_URL_LENGTH = 2048
+SCHEDULE_GRACE = 60.0          # seconds a send_at may lie in the past (clocks differ by a little)
+SCHEDULE_HORIZON = 30 * 86400.0
+LAST_USE_EVERY = 60.0          # seconds: a token's last use is written at most this often
+TOKEN_PREFIX = "smsr_"         # so that a leaked token is recognisable (secret scanners, logs)
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
+OUTBOUND_FIELDS = frozenset({"to", "text", "from", "media_urls", "send_at"})
+
+
+class InvalidField(ValueError):
+    """A field of an outbound message that cannot be sent: 400 with its name, or exit 2 naming it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class OptedOut(Exception):
+    """The recipient has opted out of the number the message would come from: nothing is queued."""
+
+    def __init__(self, recipient: str, src: str) -> None:
+        super().__init__(f"+{recipient} has opted out of {src}")
+        self.recipient, self.src = recipient, src
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboundRequest:
+    """A message the business asks to send, checked: numbers as digits, send_at as unix time."""
+
+    to: str
+    text: str
+    src: str
+    media_urls: tuple[str, ...] = ()
+    send_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboundMessage:
+    """An outbound message as GET /api/messages/ID shows it (numbers and text are None once purged)."""
+
+    id: str
+    to: str | None
+    src: str | None
+    text: str | None
+    media_urls: tuple[str, ...]
+    status: str
+    error: str | None
+    created_at: datetime
+    send_at: datetime | None
+    sent_at: datetime | None
+    plivo_message_uuid: str | None
+    sent_by: str | None
+
+    def document(self) -> dict[str, object]:
+        """The JSON object of GET /api/messages/ID."""
+        segments, _ = segments_of(self.text or "")
+        return {"id": self.id, "to": self.to, "from": self.src, "text": self.text,
+                "media_urls": list(self.media_urls), "status": self.status, "error": self.error,
+                "created_at": _iso(self.created_at), "send_at": _iso(self.send_at), "sent_at": _iso(self.sent_at),
+                "plivo_message_uuid": self.plivo_message_uuid, "segments": segments, "sent_by": self.sent_by}
+
+    @property
+    def key(self) -> str:
+        return "out " + self.id
+
+    @property
+    def at(self) -> datetime:
+        return self.created_at
+
+    def as_json(self) -> str:
+        """A `messages --json` line."""
+        return json.dumps({"direction": "out", **self.document()}, ensure_ascii=False)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def outbound_request(document: object, settings: Settings, now: float) -> OutboundRequest:
+    """Check a requested message field by field; InvalidField names the first field that is wrong."""
+    if not isinstance(document, dict):
+        raise InvalidField("body", "expected a JSON object")
+    for key in document:
+        if key not in OUTBOUND_FIELDS:
+            raise InvalidField(key, "unknown field")
+    media = _media_urls(document.get("media_urls", []))
+    return OutboundRequest(
+        to=_recipient(document.get("to"), settings), text=_outbound_text(document.get("text"), bool(media)),
+        src=_our_number(document.get("from"), settings), media_urls=media,
+        send_at=_send_at(document.get("send_at"), now))
+
+
+def _recipient(value: object, settings: Settings) -> str:
+    if value is None:
+        raise InvalidField("to", "required")
+    if not isinstance(value, str):
+        raise InvalidField("to", "must be a string such as +14155550123")
+    try:
+        number = cli_number(value, "to")
+    except ValueError:
+        raise InvalidField("to", f"{value!r} is not a phone number of 3 to 20 digits") from None
+    if number in settings.plivo_number:
+        raise InvalidField("to", "is one of our own numbers")
+    return number
+
+
+def _outbound_text(value: object, has_media: bool) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidField("text", "must be a string")
+    if len(value) > MAX_REPLY_CHARS:
+        raise InvalidField("text", f"longer than {MAX_REPLY_CHARS} characters ({len(value)})")
+    if xml_safe(value) != value:  # control characters, lone surrogates: nothing a phone shows
+        raise InvalidField("text", "holds characters an SMS cannot carry")
+    if (not value or value.isspace()) and not has_media:
+        raise InvalidField("text", "required (unless media_urls has a URL)")
+    return value
+
+
+def _our_number(value: object, settings: Settings) -> str:
+    if value is None:
+        return settings.plivo_number[0]
+    if not isinstance(value, str) or number_key(value) not in settings.plivo_number:
+        raise InvalidField("from", "must be one of PLIVO_NUMBER")
+    return number_key(value)
+
+
+def _media_urls(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_MEDIA_URLS:
+        raise InvalidField("media_urls", f"must be a list of at most {MAX_MEDIA_URLS} https:// URLs")
+    for url in value:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL_LENGTH else None
+        if parts is None or parts.scheme != "https" or not parts.hostname or not url.isprintable() or " " in url:
+            raise InvalidField("media_urls", f"{str(url)[:80]!r} is not an https:// URL")
+    return tuple(value)
+
+
+def _send_at(value: object, now: float) -> float | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidField("send_at", "must be an ISO 8601 time with an offset, e.g. 2026-12-24T09:00:00-05:00")
+    when = moment.timestamp()
+    if when < now - SCHEDULE_GRACE:
+        raise InvalidField("send_at", "is in the past")
+    if when > now + SCHEDULE_HORIZON:
+        raise InvalidField("send_at", "is more than 30 days ahead")
+    return when
+
+
+# The outbound messages' statements. A message is an outbox row of kind "outbound" (public_id is its
+# ID); it leaves through the outbox worker like a reply, and a STOP cancels it while it waits.
+
+_OUTBOUND_COLUMNS = ("public_id, dst, src, text, media_urls, status, error, queued_at, send_at, sent_at,"
+                     " plivo_message_uuid, sent_by")
+
+
+def queue_outbound(tx: Transaction, request: OutboundRequest, sent_by: str, sent_via: str,
+                   now: float) -> OutboundMessage:
+    """Queue (or schedule) one outbound message; OptedOut if its recipient has opted out of that number."""
+    if tx.opted_out_of([request.to], request.src):
+        raise OptedOut(request.to, request.src)
+    scheduled = request.send_at is not None and request.send_at > now
+    public_id = str(uuid.uuid4())
+    tx.execute(
+        "INSERT INTO outbox (public_id, kind, status, src, dst, text, media_urls, attempts, next_attempt_at,"
+        " queued_at, send_at, sent_by, sent_via) VALUES (?, 'outbound', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+        (public_id, "scheduled" if scheduled else "queued", request.src, request.to, request.text,
+         json.dumps(request.media_urls) if request.media_urls else None, request.send_at if scheduled else now,
+         tx.timestamp(now), None if request.send_at is None else tx.timestamp(request.send_at), sent_by, sent_via))
+    return OutboundMessage(
+        public_id, request.to, request.src, request.text, request.media_urls, "scheduled" if scheduled else "queued",
+        None, datetime.fromtimestamp(now, UTC), None if request.send_at is None else
+        datetime.fromtimestamp(request.send_at, UTC), None, None, sent_by)
+
+
+def outbound_message(history: Transaction, public_id: str) -> OutboundMessage | None:
+    """One outbound message by its ID."""
+    row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+    return None if row is None else _outbound(history, row)
+
+
+def cancel_outbound(tx: Transaction, public_id: str) -> str | None:
+    """Cancel a message still waiting (scheduled or queued); its status afterwards, None if there is none."""
+    cancelled = tx.execute("UPDATE outbox SET status = 'cancelled', error = 'cancelled by request'"
+                           " WHERE public_id = ? AND status IN ('scheduled', 'queued')", (public_id,)).rowcount
+    if cancelled:
+        return "cancelled"
+    row = tx.execute("SELECT status FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+    return row and row[0]
+
+
+def cancel_for_opt_out(tx: Transaction, opt_outs: Iterable[tuple[str, str]]) -> None:
+    """(number, our number) opt-outs cancel the outbound messages still waiting for them, at once."""
+    tx.execute_many(
+        "UPDATE outbox SET status = 'cancelled', error = 'opted out' WHERE kind = 'outbound' AND dst = ?"
+        " AND src = ? AND status IN ('scheduled', 'queued')",
+        [(number_key(number), number_key(recipient)) for number, recipient in opt_outs])
+
+
+def conversation_with(history: Transaction, number: str, since: float | None, limit: int) -> list[dict]:
+    """GET /api/messages?number=: the customer's messages to us and ours to them, newest first."""
+    since_text = history.timestamp(since or 0)
+    inbound = history.execute(
+        "SELECT message_uuid, from_number, to_number, text, media_urls, received_at, outcome, rule, reply"
+        " FROM messages WHERE from_number IN (?, ?) AND received_at >= ? ORDER BY received_at DESC LIMIT ?",
+        (*number_forms(number), since_text, limit)).fetchall()
+    outbound = history.execute(
+        f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE kind = 'outbound' AND dst = ? AND queued_at >= ?"
+        " ORDER BY queued_at DESC LIMIT ?", (number_key(number), since_text, limit)).fetchall()
+    items = [(history.moment(row[5]), {
+        "direction": "in", "message_uuid": row[0], "from": row[1], "to": row[2], "text": row[3],
+        "media_urls": json.loads(row[4] or "[]"), "received_at": _iso(history.moment(row[5])), "outcome": row[6],
+        "rule": row[7], "reply": row[8]}) for row in inbound]
+    items += [(message.created_at, {"direction": "out", **message.document()})
+              for message in (_outbound(history, row) for row in outbound)]
+    return [item for _, item in sorted(items, key=lambda pair: pair[0], reverse=True)[:limit]]
+
+
+def _outbound(history: Transaction, row: tuple) -> OutboundMessage:
+    moment = lambda value: None if value is None else history.moment(value)  # noqa: E731
+    return OutboundMessage(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])) if row[4] else (), row[5],
+                           row[6], history.moment(row[7]), moment(row[8]), moment(row[9]), row[10], row[11])
+
+
+def api_use(tx: Transaction, token: str, now: float) -> tuple[int, float | None]:
+    """How many messages this token queued in the last hour, and when the oldest of them was queued."""
+    count, oldest = tx.execute(
+        "SELECT count(*), min(queued_at) FROM outbox WHERE sent_via = 'api' AND sent_by = ? AND queued_at >= ?",
+        (token, tx.timestamp(now - API_WINDOW))).fetchone()
+    return count, None if oldest is None else tx.moment(oldest).timestamp()
+
+
+def first_answer(tx: Transaction, token: str, key: str, now: float) -> tuple[str, str, OutboundMessage] | None:
+    """(body digest, status first answered, the message) of an Idempotency-Key used within 24 h."""
+    row = tx.execute(
+        f"SELECT r.body_digest, r.status, {', '.join('o.' + c for c in _OUTBOUND_COLUMNS.split(', '))}"
+        " FROM api_requests r JOIN outbox o ON o.id = r.outbox_id WHERE r.token = ? AND r.key = ?"
+        " AND r.created_at >= ?", (token, key, tx.timestamp(now - IDEMPOTENCY_WINDOW))).fetchone()
+    return None if row is None else (row[0], row[1], _outbound(tx, row[2:]))
+
+
+def remember_answer(tx: Transaction, token: str, key: str, digest: str, message: OutboundMessage,
+                    now: float) -> None:
+    """Keep a key's first answer (replacing one older than 24 h)."""
+    tx.execute(
+        "INSERT INTO api_requests (token, key, body_digest, outbox_id, status, created_at)"
+        " SELECT ?, ?, ?, id, ?, ? FROM outbox WHERE public_id = ?"
+        " ON CONFLICT (token, key) DO UPDATE SET body_digest = excluded.body_digest,"
+        " outbox_id = excluded.outbox_id, status = excluded.status, created_at = excluded.created_at",
+        (token, key, digest, message.status, tx.timestamp(now), message.id))
+
+
+# API tokens: only a digest is stored. A token is 32 random bytes, so one SHA-256 is enough (a slow
+# hash protects guessable passwords, not random keys); it is looked up by digest on every request,
+# so a removed token is refused at once by every worker and host.
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def add_token(tx: Transaction, name: str, now: float) -> str:
+    """Make a token called `name`; the token itself, which is shown once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    inserted = tx.execute("INSERT INTO api_tokens (name, digest, created_at) VALUES (?, ?, ?)"
+                          " ON CONFLICT (name) DO NOTHING", (name, token_digest(token), tx.timestamp(now))).rowcount
+    if not inserted:
+        raise ConfigError([f"a token named {name} exists already; `tokens remove {name}` first"])
+    return token
+
+
+def token_list(history: Transaction) -> list[tuple[str, datetime, datetime | None]]:
+    """(name, created, last used) of every token."""
+    return [(name, history.moment(created), last_used and history.moment(last_used)) for name, created, last_used
+            in history.execute("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
+
+
+def remove_token(tx: Transaction, name: str) -> bool:
+    return tx.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount == 1
+
+
+def token_holder(tx: Transaction, token: str, now: float) -> str | None:
+    """The name of the token presented, or None; its last use is written at most once a minute."""
+    digest = token_digest(token)
+    row = tx.execute("SELECT name, digest, last_used_at FROM api_tokens WHERE digest = ?", (digest,)).fetchone()
+    if row is None or not hmac.compare_digest(row[1], digest):
+        return None
+    if row[2] is None or tx.moment(row[2]).timestamp() < now - LAST_USE_EVERY:
+        tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (tx.timestamp(now), row[0]))
+    return row[0]
+
+
+class OutboundApi:
+    """The routes under /api: a token holder's outbound messages, queued through the outbox.
+
+    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`. A POST is
+    decided in one transaction, serialized per token (tx.lock): its Idempotency-Key's first
+    answer, the token's API_LIMIT, the recipient's opt-out, then the queued row and the key,
+    so that two copies racing on two workers or hosts queue one message.
+    """
+
+    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    def routes(self) -> dict[str, dict[str, Callable[[WSGIEnvironment], Response]]]:
+        return {API_MESSAGES_PATH: {"POST": self.create, "GET": self.conversation},
+                API_MESSAGE_PREFIX: {"GET": self.show, "DELETE": self.cancel},
+                OPENAPI_PATH: {"GET": self.openapi, "HEAD": self.openapi}}
+
+    def create(self, environ: WSGIEnvironment) -> Response:
+        """POST /api/messages: 202 with the queued (or scheduled) message, or the error the contract names."""
+        token = self.authenticate(environ)
+        if not self.settings.plivo_auth_id:
+            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "sending needs PLIVO_AUTH_ID")
+        document = parse_json(read_body(environ, self.settings.max_body_bytes, JSON_CONTENT_TYPE, ApiError))
+        key = environ.get("HTTP_IDEMPOTENCY_KEY")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                           field="Idempotency-Key")
+        now = time.time()
+        try:
+            request = outbound_request(document, self.settings, now)
+        except InvalidField as problem:
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(problem), field=problem.field) from None
+        environ["sms_responder.recipient"] = request.to
+        digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+        message = self.store.run(lambda tx: self.queue(tx, token, key, digest, request, now))
+        segments, encoding = segments_of(message.text or "")
+        return json_response(HTTPStatus.ACCEPTED, {
+            "id": message.id, "status": message.status, "to": message.to, "from": message.src,
+            "segments": segments, "encoding": encoding}, (("Location", API_MESSAGE_PREFIX + message.id),))
+
+    def queue(self, tx: Transaction, token: str, key: str | None, digest: str, request: OutboundRequest,
+              now: float) -> OutboundMessage:
+        tx.lock(f"api {token}")
+        if key:
+            first = first_answer(tx, token, key, now)
+            if first and first[0] != digest:
+                raise ApiError(HTTPStatus.CONFLICT, "idempotency key reused with another body")
+            if first:
+                return dataclasses.replace(first[2], status=first[1])  # the first answer, again
+        used, oldest = api_use(tx, token, now)
+        if used >= self.settings.api_limit:
+            wait = math.ceil(oldest + API_WINDOW - now) if oldest else int(API_WINDOW)
+            raise ApiError(HTTPStatus.TOO_MANY_REQUESTS, f"API_LIMIT: {self.settings.api_limit} messages an hour",
+                           (("Retry-After", str(max(1, wait))),))
+        try:
+            message = queue_outbound(tx, request, token, "api", now)
+        except OptedOut as refusal:
+            raise ApiError(HTTPStatus.CONFLICT, "opted_out", to=refusal.recipient) from None
+        if key:
+            remember_answer(tx, token, key, digest, message, now)
+        return message
+
+    def show(self, environ: WSGIEnvironment) -> Response:
+        """GET /api/messages/ID."""
+        self.authenticate(environ)
+        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
+        message = self.store.run(lambda tx: outbound_message(tx, public_id))
+        if message is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        environ["sms_responder.recipient"] = message.to or ""
+        return json_response(HTTPStatus.OK, message.document())
+
+    def cancel(self, environ: WSGIEnvironment) -> Response:
+        """DELETE /api/messages/ID: 204 once cancelled; 409 when it has left already."""
+        self.authenticate(environ)
+        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
+        status = self.store.run(lambda tx: cancel_outbound(tx, public_id))
+        if status is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        if status != "cancelled":
+            raise ApiError(HTTPStatus.CONFLICT, f"it is {status} already: too late to cancel", status=status)
+        return Response(HTTPStatus.NO_CONTENT, b"", JSON_CONTENT_TYPE)
+
+    def conversation(self, environ: WSGIEnvironment) -> Response:
+        """GET /api/messages?number=N&since=TIME&limit=L: both directions with one customer, newest first."""
+        self.authenticate(environ)
+        query = api_query(environ.get("QUERY_STRING", ""))
+        environ["sms_responder.recipient"] = query["number"]
+        items = self.store.run(lambda tx: conversation_with(tx, query["number"], query["since"], query["limit"]))
+        return json_response(HTTPStatus.OK, {"messages": items})
+
+    def openapi(self, environ: WSGIEnvironment) -> Response:
+        """GET /api/openapi.json: the API described (no token needed)."""
+        return Response(HTTPStatus.OK, openapi_document(), JSON_CONTENT_TYPE)
+
+    def authenticate(self, environ: WSGIEnvironment) -> str:
+        """The name of the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
+        match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
+        if not match:
+            raise ApiError(HTTPStatus.UNAUTHORIZED, "an API token is needed: Authorization: Bearer TOKEN",
+                           (("WWW-Authenticate", "Bearer"),))
+        name = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
+        if name is None:
+            raise ApiError(HTTPStatus.UNAUTHORIZED, "invalid or revoked token",
+                           (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
+        environ["sms_responder.token"] = name
+        return name
+
+
+def api_query(query_string: str) -> dict[str, Any]:
+    """number, since and limit of GET /api/messages, checked (400 naming the parameter)."""
+    try:
+        query = urllib.parse.parse_qs(query_string, strict_parsing=bool(query_string), errors="strict")
+    except (ValueError, UnicodeError):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid query string", field="query") from None
+    unknown = sorted(set(query) - {"number", "since", "limit"})
+    if unknown or any(len(values) > 1 for values in query.values()):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "unknown or repeated parameter", field=(unknown or list(query))[0])
+    value = {name: values[0] for name, values in query.items()}
+    try:
+        number = cli_number(value.get("number", ""), "number")
+    except ValueError as error:
+        raise ApiError(HTTPStatus.BAD_REQUEST, str(error) if "number" in value else "number is required",
+                       field="number") from None
+    try:
+        since = iso_timestamp(value["since"], UTC) if "since" in value else None
+    except ValueError:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "since: not an ISO 8601 time", field="since") from None
+    limit = value.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "limit: a whole number from 1 to 500", field="limit")
+    return {"number": number, "since": since, "limit": int(limit)}
+
+
+def parse_json(body: bytes) -> object:
+    """A JSON body (UTF-8; no duplicate keys, no NaN), else 400."""
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key given twice")
+        return dict(pairs)
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(body.decode("utf-8"), object_pairs_hook=unique, parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "the body is not a JSON object", field="body") from None
+
+
+def log_api_request(environ: WSGIEnvironment, response: Response, started: float) -> None:
+    """The one INFO line per API request: method, path, status, token name, recipient's last four digits."""
+    fields = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
+              "status": response.status.value, "token": environ.get("sms_responder.token"),
+              "recipient": environ.get("sms_responder.recipient") and mask_number(environ["sms_responder.recipient"]),
+              "ms": round((time.perf_counter() - started) * 1000, 2)}
+    log.info("api", extra={"fields": {name: value for name, value in fields.items() if value not in ("", None)}})
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    return (WEB_FILES / "openapi.json").read_bytes()
+
+
+# Commands: `text` queues one message as the API does (access to the database is the authority:
+# sent_by "cli"); `tokens` makes, lists and revokes API tokens.
+
+def send_text(args: argparse.Namespace) -> int:
+    """text: queue (or schedule) one message; exit 1 when the recipient has opted out."""
+    settings = Settings.from_env(read_environment())
+    require_auth_id(settings, "text")
+    now = time.time()
+    document = {"to": args.number, "text": args.text, "media_urls": args.media}
+    if args.sender:
+        document["from"] = args.sender
+    if args.at:
+        try:  # a person at the terminal: a time without an offset is local
+            document["send_at"] = datetime.fromtimestamp(iso_timestamp(args.at, None)).astimezone().isoformat()
+        except ValueError:
+            raise ConfigError([f"--at: {args.at!r} is not an ISO 8601 time such as 2026-12-24T09:00"]) from None
+    try:
+        request = outbound_request(document, settings, now)
+    except InvalidField as problem:
+        raise ConfigError([{"to": "NUMBER", "text": "TEXT", "from": "--from", "media_urls": "--media",
+                            "send_at": "--at"}.get(problem.field, problem.field) + ": " + problem.reason]) from None
+    with command_store(settings) as store:
+        try:
+            with store.transaction() as tx:
+                message = queue_outbound(tx, request, "cli", "cli", now)
+        except OptedOut as refusal:
+            print(f"not sent: {refusal}", file=sys.stderr)
+            return 1
+    if message.status == "scheduled":
+        print(f"scheduled {message.id} at {message.send_at.astimezone().isoformat(timespec='seconds')}")
+    else:
+        print(f"queued {message.id}")
+    return 0
+
+
+def manage_tokens(args: argparse.Namespace) -> int:
+    """tokens add NAME | list | remove NAME."""
+    settings = Settings.from_env(read_environment())
+    if args.action != "list" and not _TOKEN_NAME.fullmatch(args.name):
+        raise ConfigError([f"token name {args.name!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
+    with command_store(settings) as store:
+        if args.action == "list":
+            with store.reading() as history:
+                tokens = token_list(history)
+            for name, created, last_used in tokens:
+                last = last_used.astimezone().strftime("%Y-%m-%d %H:%M") if last_used else "never used"
+                print(f"{name:<24} created {created.astimezone():%Y-%m-%d %H:%M}, last used {last}")
+            return 0
+        with store.transaction() as tx:
+            if args.action == "add":
+                token = add_token(tx, args.name, time.time())
+            elif not remove_token(tx, args.name):
+                raise ConfigError([f"there is no token named {args.name}"])
+    if args.action == "add":
+        print(token)
+        print(f"token {args.name}: keep it secret; it is shown only now (`tokens remove {args.name}` revokes it)",
+              file=sys.stderr)
+    else:
+        print(f"removed token {args.name}: every request with it is refused from now on")
+    return 0
 
 
 # -- Operating it: conversations, opt-out lists, retention ---------------------
@@ -2778,9 +3432,17 @@ class StoredMessage:
     forwarded_to: tuple[str, ...]
     relayed_to: str | None
 
+    @property
+    def key(self) -> str:
+        return self.message_uuid
+
+    @property
+    def at(self) -> datetime:
+        return self.received_at
+
     def as_json(self) -> str:
         return json.dumps({
-            "message_uuid": self.message_uuid, "received_at": self.received_at.isoformat(), "from": self.sender,
+            "direction": "in", "message_uuid": self.message_uuid, "received_at": self.received_at.isoformat(), "from": self.sender,
             "to": self.recipient, "type": self.type, "text": self.text, "media_urls": list(self.media_urls),
             "outcome": self.outcome, "rule": self.rule, "reply": self.reply, "reply_status": self.reply_status,
             "forwarded_to": list(self.forwarded_to), "relayed_to": self.relayed_to,
@@ -2790,8 +3452,14 @@ class StoredMessage:
 # The commands' statements: what they read (in one read-only view: `history`), and the opt-out lists
 # and retention they change (`tx`, a write transaction).
 
-def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessage]:
-    """The last query.limit messages that match (newest first), each with its reply's outbox status."""
+def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessage | OutboundMessage]:
+    """The last query.limit messages that match, both directions, newest first."""
+    both = find_inbound(history, query) + find_outbound(history, query)
+    return sorted(both, key=lambda message: (message.at, message.key), reverse=True)[:query.limit]
+
+
+def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessage]:
+    """The last query.limit inbound messages that match (newest first), each with its reply's outbox status."""
     conditions, params = ["1 = 1"], []
     if query.sender:
         conditions.append("m.from_number IN (?, ?)")
@@ -2811,6 +3479,23 @@ def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessa
                           tuple(row[11].split(",")) if row[11] else (), row[12]) for row in rows]
 
 
+def find_outbound(history: Transaction, query: MessageQuery) -> list[OutboundMessage]:
+    """The last query.limit outbound messages that match (newest first): from (src) and to (dst) as for inbound."""
+    conditions, params = ["kind = 'outbound'"], []
+    if query.sender:
+        conditions.append("src IN (?, ?)")
+        params += number_forms(query.sender)
+    if query.recipient:
+        conditions.append("dst IN (?, ?)")
+        params += number_forms(query.recipient)
+    if query.since is not None:
+        conditions.append("queued_at >= ?")
+        params.append(history.timestamp(query.since))
+    rows = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE " + " AND ".join(conditions) +
+                           " ORDER BY queued_at DESC, public_id DESC LIMIT ?", (*params, query.limit)).fetchall()
+    return [_outbound(history, row) for row in rows]
+
+
 def message_counts(history: Transaction, since: float) -> tuple[dict[str, int], int]:
     """Messages received since `since`, per outcome; and how many distinct senders sent them."""
     timestamp = history.timestamp(since)
@@ -2827,6 +3512,12 @@ def opt_out_counts(history: Transaction, since: float) -> tuple[int, int]:
                                  (history.timestamp(since),)).fetchone())
 
 
+def outbound_counts(history: Transaction, since: float) -> dict[str, int]:
+    """Outbound messages created since `since`, per status."""
+    return dict(history.execute("SELECT status, count(*) FROM outbox WHERE kind = 'outbound' AND queued_at >= ?"
+                                " GROUP BY status ORDER BY 2 DESC, 1", (history.timestamp(since),)).fetchall())
+
+
 def outbox_counts(history: Transaction) -> dict[str, int]:
     """Outbox rows per status, all of them."""
     return dict(history.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 2 DESC, 1").fetchall())
@@ -2841,11 +3532,14 @@ def opt_outs_in_force(history: Transaction, recipient: str | None) -> Iterator[t
 
 
 def add_opt_outs(tx: Transaction, opt_outs: list[tuple[str, str, float]]) -> int:
-    """Record (number, our number, unix time) opt-outs; how many were new (the others were in force)."""
-    return tx.execute_many(
+    """Record (number, our number, unix time) opt-outs, which act as a STOP does (outbound messages
+    still waiting for them are cancelled); how many were new (the others were in force)."""
+    added = tx.execute_many(
         "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         [(number, recipient, number, recipient, tx.timestamp(when)) for number, recipient, when in opt_outs])
+    cancel_for_opt_out(tx, [(number, recipient) for number, recipient, _ in opt_outs])
+    return added
 
 
 def remove_opt_outs(tx: Transaction, number: str, recipients: Iterable[str]) -> int:
@@ -2862,11 +3556,23 @@ def purge_messages(tx: Transaction, before: float, batch: int) -> int:
         " WHERE received_at < ? AND from_number IS NOT NULL LIMIT ?)", (tx.timestamp(before), batch)).rowcount
 
 
+def purge_outbound(tx: Transaction, before: float, batch: int) -> int:
+    """Erase the numbers, text and media of up to `batch` outbound messages created before `before`, once
+    they have left (their row and status stay, like an inbound message's); how many."""
+    return tx.execute(
+        "UPDATE outbox SET src = NULL, dst = NULL, text = NULL, media_urls = NULL WHERE id IN (SELECT id FROM outbox"
+        " WHERE kind = 'outbound' AND queued_at < ? AND dst IS NOT NULL"
+        " AND status NOT IN ('scheduled', 'queued', 'sending') LIMIT ?)", (tx.timestamp(before), batch)).rowcount
+
+
 def purge_deliveries(tx: Transaction, before: float) -> None:
-    """Delete delivery reports received, and finished outbox rows queued, before `before`."""
+    """Delete delivery reports received, finished replies and forwards queued, and Idempotency-Keys
+    used, before `before`."""
     timestamp = tx.timestamp(before)
     tx.execute("DELETE FROM delivery_reports WHERE received_at < ?", (timestamp,))
-    tx.execute("DELETE FROM outbox WHERE queued_at < ? AND status NOT IN ('queued', 'sending')", (timestamp,))
+    tx.execute("DELETE FROM outbox WHERE queued_at < ? AND kind <> 'outbound'"
+               " AND status NOT IN ('queued', 'sending')", (timestamp,))
+    tx.execute("DELETE FROM api_requests WHERE created_at < ?", (timestamp,))
 
 
 def cli_number(raw: str, what: str = "number") -> str:
@@ -2923,7 +3629,8 @@ def command_store(settings: Settings) -> Iterator[SQLiteStore | PostgresStore]:
 # Terminal output: aligned columns cut to the width, colour on a terminal only (https://no-color.org).
 OUTCOME_COLOURS = {"replied": "32", "helped": "32", "started": "36", "stopped": "31", "opted_out": "31",
                    "rate_limited": "33", "no_reply": "2", "plivo_keyword": "35", "own_number": "35",
-                   "relayed": "34", "not_relayed": "33"}
+                   "relayed": "34", "not_relayed": "33", "delivered": "32", "sent": "34", "failed": "31",
+                   "undelivered": "31", "cancelled": "2", "scheduled": "36", "queued": "36", "sending": "36"}
 _UNPRINTABLE = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
                 ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
 
@@ -2942,7 +3649,10 @@ class MessageTable:
     def write_header(self) -> None:
         self.print_row([name.upper() for name, _ in self.COLUMNS], "TEXT -> REPLY", ["2"] * 4)
 
-    def write(self, message: StoredMessage) -> None:
+    def write(self, message: StoredMessage | OutboundMessage) -> None:
+        if isinstance(message, OutboundMessage):
+            self.write_outbound(message)
+            return
         text = "(purged)" if message.sender is None else printable(message.text or "")
         if message.media_urls:
             text += f" [+{len(message.media_urls)} media]"
@@ -2953,6 +3663,16 @@ class MessageTable:
         outcome = message.outcome or "-"
         self.print_row([message.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), message.sender or "-",
                         message.recipient or "-", outcome], text, ["2", "0", "0", OUTCOME_COLOURS.get(outcome, "0")])
+
+    def write_outbound(self, message: OutboundMessage) -> None:
+        """An outbound message: our number, the customer, its status as the outcome, then [out] and the text."""
+        text = "(purged)" if message.to is None else printable(message.text or "")
+        if message.media_urls:
+            text += f" [+{len(message.media_urls)} media]"
+        text = f"[out] {text} (by {message.sent_by})" + (f" ({message.error})" if message.error else "")
+        self.print_row([message.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), message.src or "-",
+                        message.to or "-", message.status], text,
+                       ["2", "0", "0", OUTCOME_COLOURS.get(message.status, "0")])
 
     def print_row(self, cells: list[str], text: str, colours: list[str]) -> None:
         cells = [fit(cell, width).ljust(width) for cell, (_, width) in zip(cells, self.COLUMNS)]
@@ -2990,7 +3710,7 @@ def list_messages(args: argparse.Namespace) -> int:
         with store.reading() as history:
             shown = find_messages(history, query)[::-1]
         if args.json:
-            def write(message: StoredMessage) -> None:
+            def write(message: StoredMessage | OutboundMessage) -> None:
                 print(message.as_json(), flush=True)
         else:
             table = MessageTable(sys.stdout)
@@ -3023,34 +3743,36 @@ def follow(store: SQLiteStore | PostgresStore, query: MessageQuery, shown: list[
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stopping.set())
-    seen = {message.message_uuid: message.received_at.timestamp() for message in shown}
+    seen = {message.key: message.at.timestamp() for message in shown}
     newest = max(seen.values(), default=time.time() - FOLLOW_MARGIN)
     while not stopping.wait(FOLLOW_POLL):
         window = dataclasses.replace(query, since=max(query.since or 0, newest - FOLLOW_MARGIN), limit=10_000)
         try:
             with store.reading() as history:
-                new = [message for message in find_messages(history, window)[::-1] if message.message_uuid not in seen]
+                new = [message for message in find_messages(history, window)[::-1] if message.key not in seen]
         except StoreUnavailable as error:
             print(f"sms_responder: {error}".splitlines()[0], file=sys.stderr, flush=True)
             continue
         for message in new:
             write(message)
-            seen[message.message_uuid] = message.received_at.timestamp()
+            seen[message.key] = message.at.timestamp()
         newest = max(newest, *seen.values()) if seen else newest
         seen = {uuid_: at for uuid_, at in seen.items() if at >= newest - 2 * FOLLOW_MARGIN}
 
 
 def show_stats(args: argparse.Namespace) -> int:
-    """stats: messages, outcomes, senders and opt-outs since --since (default 24 h), and the outbox now."""
+    """stats: messages, outcomes, senders, opt-outs and outbound messages since --since (default 24 h), and
+    the outbox now."""
     settings = Settings.from_env(read_environment())
     since = parse_since(args.since or "24h", time.time())
     with command_store(settings) as store, store.reading() as history:
         outcomes, senders = message_counts(history, since)
         opt_outs, new_opt_outs = opt_out_counts(history, since)
+        outbound = outbound_counts(history, since)
         outbox = outbox_counts(history)
     report = {"since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
               "messages": sum(outcomes.values()), "outcomes": outcomes, "senders": senders,
-              "opt_outs": {"total": opt_outs, "new": new_opt_outs}, "outbox": outbox}
+              "opt_outs": {"total": opt_outs, "new": new_opt_outs}, "outbound": outbound, "outbox": outbox}
     if args.json:
         print(json.dumps(report))
         return 0
@@ -3060,6 +3782,9 @@ def show_stats(args: argparse.Namespace) -> int:
         print(f"  {outcome:<14}{number:>7,}")
     print(f"{'senders':<16}{senders:>7,}")
     print(f"{'opt-outs':<16}{opt_outs:>7,} in force, {new_opt_outs:,} new")
+    print(f"{'outbound':<16}{sum(outbound.values()):>7,}")
+    for status, number in outbound.items():
+        print(f"  {status:<14}{number:>7,}")
     print(f"{'outbox':<16}" + (", ".join(f"{status} {number:,}" for status, number in outbox.items()) or "empty"))
     return 0
 
@@ -3154,12 +3879,13 @@ def purge(store: SQLiteStore | PostgresStore, days: int, now: float) -> int:
     """Erase the personal data of messages older than `days` days, in small transactions; how many."""
     before = now - days * 86400
     purged = 0
-    while True:
-        with store.transaction() as tx:
-            batch = purge_messages(tx, before, PURGE_BATCH)
-        purged += batch
-        if batch < PURGE_BATCH:
-            break
+    for erase in (purge_messages, purge_outbound):
+        while True:
+            with store.transaction() as tx:
+                batch = erase(tx, before, PURGE_BATCH)
+            purged += batch
+            if batch < PURGE_BATCH:
+                break
     with store.transaction() as tx:
         purge_deliveries(tx, before)
     return purged
@@ -3305,9 +4031,9 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def require_auth_id(settings: Settings) -> None:
+def require_auth_id(settings: Settings, command: str = "worker, --with-worker") -> None:
     if not settings.plivo_auth_id:
-        raise ConfigError(["PLIVO_AUTH_ID is required to send through the Plivo REST API (worker, --with-worker)"])
+        raise ConfigError([f"PLIVO_AUTH_ID is required to send through the Plivo REST API ({command})"])
 
 
 def send(args: argparse.Namespace) -> int:
@@ -3411,7 +4137,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def add_operating_commands(commands: Any) -> None:
-    """messages, stats, opt-outs and purge: the commands an owner runs beside the service."""
+    """messages, stats, opt-outs, text, tokens and purge: the commands an owner runs beside the service."""
     since_help = "a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local)"
     messages_parser = commands.add_parser("messages", help="the stored messages, oldest first")
     messages_parser.add_argument("--from", dest="sender", metavar="N", help="only from this number")
@@ -3440,6 +4166,23 @@ def add_operating_commands(commands: Any) -> None:
         change_parser.add_argument("number", help="the phone number")
         change_parser.add_argument("--to", metavar="N", help="of this number of ours (default: every one)")
         change_parser.set_defaults(run=change_opt_out)
+    text_parser = commands.add_parser("text", help="queue one outbound message (sent by the worker)")
+    text_parser.add_argument("number", help="the recipient, e.g. +14155550123")
+    text_parser.add_argument("text", help="the message text (may be empty with --media)")
+    text_parser.add_argument("--from", dest="sender", metavar="N", help="our number (default: the first of "
+                                                                         "PLIVO_NUMBER)")
+    text_parser.add_argument("--at", metavar="TIME", help="send at this ISO 8601 time (local without an offset; "
+                                                          "at most 30 days ahead)")
+    text_parser.add_argument("--media", action="append", default=[], metavar="URL",
+                             help="an https:// media URL: the message is an MMS (repeat for several, at most 10)")
+    text_parser.set_defaults(run=send_text)
+    tokens = commands.add_parser("tokens", help="API tokens: add, list, remove").add_subparsers(
+        dest="action", required=True)
+    for action, what in (("add", "make a token and print it (once)"), ("remove", "revoke a token at once")):
+        token_parser = tokens.add_parser(action, help=what)
+        token_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
+        token_parser.set_defaults(run=manage_tokens)
+    tokens.add_parser("list", help="every token's name, creation and last use").set_defaults(run=manage_tokens)
     purge_parser = commands.add_parser("purge", help="erase the personal data of old messages")
     purge_parser.add_argument("--days", type=_positive, help="older than N days (default: RETENTION_DAYS)")
     purge_parser.set_defaults(run=purge_command)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -108,7 +109,9 @@ class TestDatabases:
 
     STORE_COMMANDS = [["serve", "--port", "0"], ["worker"], ["messages"], ["stats"], ["opt-outs", "export"],
                       ["opt-outs", "import", "opt-outs.csv"], ["opt-outs", "add", SENDER],
-                      ["opt-outs", "remove", SENDER], ["purge", "--days", "1"], ["try", "hello"]]
+                      ["opt-outs", "remove", SENDER], ["purge", "--days", "1"], ["try", "hello"],
+                      ["text", SENDER, "hello"], ["tokens", "add", "orders"], ["tokens", "list"],
+                      ["tokens", "remove", "orders"]]
 
     @pytest.mark.postgresql_only
     @pytest.mark.parametrize("server", ["refused", "silent"])
@@ -180,8 +183,9 @@ class TestMessages:
         listed = json_lines(ok(env, tmp_path, "messages", "--json"))
         assert [message["message_uuid"] for message in listed] == uuids[5:]
         first = listed[0]
-        assert set(first) == {"message_uuid", "received_at", "from", "to", "type", "text", "media_urls", "outcome",
-                              "rule", "reply", "reply_status", "forwarded_to", "relayed_to"}
+        assert set(first) == {"direction", "message_uuid", "received_at", "from", "to", "type", "text", "media_urls",
+                              "outcome", "rule", "reply", "reply_status", "forwarded_to", "relayed_to"}
+        assert first["direction"] == "in"
         assert (first["from"], first["to"], first["text"], first["outcome"], first["reply"], first["rule"],
                 first["forwarded_to"], first["relayed_to"]) == (
             SENDER, OUR_NUMBER, "hello 5", "replied", "You said: hello 5", None, [], None)
@@ -323,7 +327,7 @@ class TestStats:
         assert close_to_now(datetime.fromisoformat(report["since"]) + timedelta(days=1))
         assert {key: value for key, value in report.items() if key != "since"} == {
             "messages": 3, "outcomes": {"replied": 2, "stopped": 1}, "senders": 2,
-            "opt_outs": {"total": 3, "new": 1}, "outbox": {}}
+            "opt_outs": {"total": 3, "new": 1}, "outbound": {}, "outbox": {}}
         assert json.loads(ok(env, tmp_path, "stats", "--json", "--since", "3d")[0])["messages"] == 4
         text = "\n".join(ok(env, tmp_path, "stats"))
         assert re.search(r"messages +3\n  replied +2\n  stopped +1\nsenders +2\nopt-outs +3 in force, 1 new", text)
@@ -509,6 +513,29 @@ class Recording:
             self.statements.append((sql, params))
         return self.connection.execute(sql, params)
 
+    def executemany(self, sql, rows):  # sqlite3's; the plan of the first row stands for all
+        self.execute(sql, rows[0])
+        return self.connection.executemany(sql, rows)
+
+    def cursor(self):  # psycopg's executemany runs on a cursor
+        recording = self
+
+        class Cursor:
+            def __enter__(self):
+                self.cursor = recording.connection.cursor()
+                return self
+
+            def __exit__(self, *exc_info):
+                self.cursor.close()
+
+            def executemany(self, sql, rows):
+                recording.statements.append((sql, rows[0]))
+                return self.cursor.executemany(sql, rows)
+
+            def __getattr__(self, name):
+                return getattr(self.cursor, name)
+        return Cursor()
+
     def __getattr__(self, name):  # pipeline(), broken, ...: the connection's own
         return getattr(self.connection, name)
 
@@ -517,7 +544,7 @@ class TestIndexes:
     """Every statement the commands and rules run on a window of time or a sender uses an index."""
 
     MESSAGE = sms_responder.InboundMessage("u", SENDER, OUR_NUMBER, "", "sms")
-    ROW = sms_responder.OutboxRow(1, "u", "reply", OUR_NUMBER, SENDER, None, 1, "token")
+    ROW = sms_responder.OutboxRow(1, "u", "reply", OUR_NUMBER, SENDER, None, None, 1, "token")
     REPORT = sms_responder.DeliveryReport("plivo-1", "delivered", "")
     WORK = {  # every statement that reads by a key, a sender or a window of time, from each feature's section
         "the webhook's read": lambda tx: tx.message_state(TestIndexes.MESSAGE, time.time() - 60, "12345"),
@@ -525,7 +552,7 @@ class TestIndexes:
         "first_message": lambda tx: sms_responder.has_earlier_message(tx, TestIndexes.MESSAGE),
         "once_per": lambda tx: sms_responder.rule_matched_since(tx, TestIndexes.MESSAGE, "rule 1", time.time() - 60),
         "forward limit": lambda tx: sms_responder.forwards_since(tx, SENDER, time.time() - 60),
-        "owners opted out": lambda tx: sms_responder.opted_out_of(tx, [SENDER, OTHER_NUMBER], OUR_NUMBER),
+        "owners opted out": lambda tx: tx.opted_out_of([SENDER, OTHER_NUMBER], OUR_NUMBER),
         "last conversation": lambda tx: sms_responder.last_conversation(tx, OUR_NUMBER, SENDER, time.time() - 60),
         "outbox claim": lambda tx: sms_responder.claim_due(tx, time.time()),
         "outbox message": lambda tx: (tx.add_message(TestIndexes.MESSAGE, time.time(), None, sms_responder.Decision(
@@ -534,6 +561,20 @@ class TestIndexes:
         "outbox finish": lambda tx: sms_responder.finish_attempt(tx, TestIndexes.ROW, "sent",
                                                                  plivo_message_uuid="plivo-1"),
         "delivery report": lambda tx: sms_responder.add_delivery_report(tx, TestIndexes.REPORT, time.time(), None),
+        "outbound: queue": lambda tx: sms_responder.queue_outbound(tx, sms_responder.OutboundRequest(
+            SENDER, "hi", OUR_NUMBER), "orders", "api", time.time()),
+        "outbound: by id": lambda tx: sms_responder.outbound_message(tx, "some-id"),
+        "outbound: cancel": lambda tx: sms_responder.cancel_outbound(tx, "some-id"),
+        "outbound: cancelled by a STOP": lambda tx: sms_responder.cancel_for_opt_out(tx, [(SENDER, OUR_NUMBER)]),
+        "outbound: conversation": lambda tx: sms_responder.conversation_with(tx, SENDER, time.time() - 60, 50),
+        "outbound: API_LIMIT": lambda tx: sms_responder.api_use(tx, "orders", time.time()),
+        "outbound: Idempotency-Key": lambda tx: sms_responder.first_answer(tx, "orders", "key", time.time()),
+        "outbound: token": lambda tx: sms_responder.token_holder(tx, "smsr_x", time.time()),
+        "messages, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery()),
+        "messages --to, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery(
+            recipient=SENDER)),
+        "stats, outbound": lambda tx: sms_responder.outbound_counts(tx, time.time() - 86400),
+        "purge, outbound": lambda tx: sms_responder.purge_outbound(tx, time.time() - 86400, 1000),
         "messages --limit": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery()),
         "messages --from": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(sender=SENDER)),
         "messages --since": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(
@@ -586,6 +627,7 @@ def test_pip_install_gives_a_working_sms_responder_command(tmp_path):
     project.mkdir()
     for name in ("pyproject.toml", "sms_responder.py", "README.md"):
         shutil.copy(MODULE.parent / name, project / name)
+    shutil.copytree(MODULE.parent / "sms_responder_web", project / "sms_responder_web")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index", "--find-links",
@@ -606,6 +648,8 @@ def test_pip_install_gives_a_working_sms_responder_command(tmp_path):
         listed = subprocess.run([str(command), "messages", "--json"], env=env, cwd=work, capture_output=True,
                                 text=True, timeout=60)
         assert json.loads(listed.stdout)["reply"] == "You said: hello"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=10) as document:
+            assert json.load(document)["openapi"] == "3.1.0"  # the files beside the module were installed too
     finally:
         assert service.stop() == 0
     imports = subprocess.run([str(venv / "bin" / "python"), "-c", "import sms_responder, psycopg;"
