@@ -25,7 +25,7 @@ $(VENV)/installed-postgres: requirements-postgres.txt $(VENV)/installed
 # What `pip install .` needs, fetched once, so that the packaging test installs offline.
 $(VENV)/wheelhouse: pyproject.toml requirements.txt requirements-postgres.txt $(VENV)/installed
 	$(VENV_PYTHON) -m pip wheel --quiet --wheel-dir $@ setuptools "plivo==4.63.0" "tzdata==2026.6" \
-		-r requirements-postgres.txt
+		"Jinja2==3.1.6" "argon2-cffi==25.1.0" -r requirements-postgres.txt
 	touch $@
 
 .env:
@@ -42,6 +42,7 @@ bench: $(VENV)/installed $(VENV)/installed-postgres $(VENV)/installed-bench
 	$(VENV_PYTHON) bench_sms_responder.py outbox
 	$(VENV_PYTHON) bench_sms_responder.py rules
 	$(VENV_PYTHON) bench_sms_responder.py operations
+	$(VENV_PYTHON) bench_sms_responder.py inbox
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py matrix
 	@[ -x ../shared/peers/.venv/bin/python ] || echo "no ../shared/peers set up: goal 1 is not measured (../shared/peers/setup.sh)"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PYTHON) bench_sms_responder.py goals

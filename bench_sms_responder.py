@@ -5,6 +5,7 @@
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
+    python bench_sms_responder.py inbox       # the inbox's list, a conversation, searches on 1,000,000 messages
     python bench_sms_responder.py growth      # cost per webhook on 1,000,000 and 10,000,000 stored messages
     python bench_sms_responder.py goals       # each per-message cost goal, its figure, met or not (peers beside)
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -317,6 +319,65 @@ def run_operations(args):
                     postgres.stop()
                     postgres.remove()
     return {"mode": "operations", "messages": args.messages, "results": rows}
+
+
+def run_inbox(args):
+    """The inbox's pages on a database of args.messages messages (50,000 senders): median wall time of 5."""
+    rows = []
+    for backend in ("sqlite", "postgresql"):
+        if backend == "postgresql" and postgres_bin() is None:
+            print("PostgreSQL is not installed: its rows are skipped", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory() as folder_name:
+            folder = Path(folder_name)
+            postgres = PostgresServer(postgres_bin(), durable=True).initialise().start() if backend == "postgresql" \
+                else None
+            try:
+                database_url = postgres.url() if postgres else f"sqlite:///{folder / 'inbox.db'}"
+                fill_database(database_url, args.messages, folder)
+                rows += inbox_timings(backend, database_url, args.messages)
+            finally:
+                if postgres:
+                    postgres.stop()
+                    postgres.remove()
+    return {"mode": "inbox", "messages": args.messages, "results": rows}
+
+
+def inbox_timings(backend, database_url, messages):
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, database_url=database_url,
+                                   plivo_auth_id=AUTH_ID)
+    quiet_logging(app)
+    now = time.time()
+    with app.store.transaction() as tx:
+        sms_responder.add_person(tx, "bench", "a bench password", now)
+        cookie = f"sms_inbox={sms_responder.open_session(tx, 'bench', now)}"
+    day_ago = sms_responder.datetime.fromtimestamp(now - 86400, sms_responder.UTC).isoformat()
+    customer = f"1415{1234:07d}"
+    pages = [("list", "/inbox", ""), ("list, More (a day back)", "/inbox", urllib.parse.urlencode({"before": day_ago})),
+             ("a conversation (20 messages)", f"/inbox/conversations/{customer}/{OUR_NUMBER}", ""),
+             ("search: a word of every message", "/inbox", "q=hello"),
+             ("search: the words of one message", "/inbox", f"q=hello+{messages // 2}"),
+             ("search: digits of a number", "/inbox", "q=0001234"),
+             ("search: nothing matches", "/inbox", "q=zebra"),
+             ("live update check (list)", "/inbox/updates", "")]
+    rows = []
+    for label, path, query_string in pages:
+        samples = []
+        for _ in range(5):
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query_string, "SCRIPT_NAME": "",
+                       "SERVER_NAME": "bench.example", "SERVER_PORT": "80", "HTTP_HOST": "bench.example",
+                       "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
+                       "HTTP_COOKIE": cookie}
+            statuses = []
+            started = time.perf_counter()
+            b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+            samples.append(time.perf_counter() - started)
+            assert statuses == ["200 OK"], (label, statuses)
+        median_ms = statistics.median(samples) * 1000
+        rows.append({"path": f"{backend}, {label}", "ms": round(median_ms, 1),
+                     "within 300 ms": "yes" if median_ms <= 300 else "NO"})
+    app.close()
+    return rows
 
 
 def grow_database(database_url, messages):
@@ -857,8 +918,8 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "growth", "http", "matrix",
-                                         "goals"])
+    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "inbox", "growth", "http",
+                                         "matrix", "goals"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
                              " (default: 2000; http: 120000)")
@@ -886,14 +947,15 @@ def parse_args(argv):
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.messages is None:
-        args.messages = {"http": 120_000, "matrix": 120_000, "operations": 1_000_000}.get(args.mode, 2000)
+        args.messages = {"http": 120_000, "matrix": 120_000, "operations": 1_000_000, "inbox": 1_000_000}.get(
+            args.mode, 2000)
     return args
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
-              "growth": run_growth, "http": run_http, "matrix": run_matrix, "goals": run_goals}[args.mode](args)
+              "inbox": run_inbox, "growth": run_growth, "http": run_http, "matrix": run_matrix, "goals": run_goals}[args.mode](args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

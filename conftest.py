@@ -129,6 +129,16 @@ def database(tmp_path):
 
 
 @pytest.fixture
+def rules_path_for(tmp_path):
+    """rules_path_for(toml): the path of a rules file holding `toml`, for RULES_FILE."""
+    def write(toml):
+        path = tmp_path / "rules.toml"
+        path.write_text(toml)
+        return str(path)
+    return write
+
+
+@pytest.fixture
 def make_app(database_url):
     """Build apps on the test's database from settings given by field name; closed after the test."""
     from sms_responder import create_app

@@ -169,15 +169,6 @@ class TestForward:
         assert stored_columns(database_url, "forwarded_to") == [(None,)]
 
 
-@pytest.fixture
-def rules_path_for(tmp_path):
-    def write(toml):
-        path = tmp_path / "rules.toml"
-        path.write_text(toml)
-        return str(path)
-    return write
-
-
 # -- Relay --------------------------------------------------------------------------------------
 
 class TestRelay:

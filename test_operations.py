@@ -111,7 +111,8 @@ class TestDatabases:
                       ["opt-outs", "import", "opt-outs.csv"], ["opt-outs", "add", SENDER],
                       ["opt-outs", "remove", SENDER], ["purge", "--days", "1"], ["try", "hello"],
                       ["text", SENDER, "hello"], ["tokens", "add", "orders"], ["tokens", "list"],
-                      ["tokens", "remove", "orders"]]
+                      ["tokens", "remove", "orders"], ["users", "add", "alice"], ["users", "list"],
+                      ["users", "password", "alice"], ["users", "remove", "alice"]]
 
     @pytest.mark.postgresql_only
     @pytest.mark.parametrize("server", ["refused", "silent"])
@@ -124,7 +125,7 @@ class TestDatabases:
         env = {**env, "DATABASE_URL": f"postgresql://sms:s3cret-pw@127.0.0.1:{port}/smsdb",
                "PLIVO_AUTH_ID": "MAFAKEAUTHID00000001"}
         started = time.monotonic()
-        result = run(env, tmp_path, *args)
+        result = run(env, tmp_path, *args, stdin="a password of some length\n")  # for users add and password
         elapsed = time.monotonic() - started
         assert (result.returncode, result.stdout) == (2, ""), result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
@@ -575,6 +576,14 @@ class TestIndexes:
             recipient=SENDER)),
         "stats, outbound": lambda tx: sms_responder.outbound_counts(tx, time.time() - 86400),
         "purge, outbound": lambda tx: sms_responder.purge_outbound(tx, time.time() - 86400, 1000),
+        "inbox: a session": lambda tx: sms_responder.session_of(tx, "token", time.time(), 12),
+        "inbox: a login": lambda tx: sms_responder.start_login(tx, "alice", time.time()),
+        "inbox: a new session": lambda tx: sms_responder.open_session(tx, "alice", time.time()),
+        "inbox: the list": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, ""),
+        "inbox: a row of the list": lambda tx: sms_responder._summary(tx, SENDER, OUR_NUMBER),
+        "inbox: a conversation": lambda tx: sms_responder.conversation_entries(tx, SENDER, OUR_NUMBER),
+        "inbox: search for digits": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "555 0123"),
+        "inbox: search for words": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "ready now"),
         "messages --limit": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery()),
         "messages --from": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(sender=SENDER)),
         "messages --since": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(
@@ -597,6 +606,8 @@ class TestIndexes:
                 self.WORK[name](sms_responder.SQLiteTransaction(store, recording))
                 assert recording.statements, "nothing was checked"
                 for sql, params in recording.statements:
+                    if " NOT INDEXED " in sql:  # a search's last resort reads every message, once, by design
+                        continue
                     plan = " ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
                     full_scan = re.search(r"\bSCAN (?!CONSTANT ROW)\w+\b(?! USING)", plan)  # a table, not EXISTS's row
                     assert "USING" in plan and not full_scan, (sql, plan)
