@@ -160,6 +160,12 @@ def fifty_rules():
     return "".join(rules)
 
 
+MENU_RULES = ('[[rule]]\nname = "menu"\nkeywords = ["MENU"]\nreply = "Reply 1 or 2."\n'
+              '[[rule]]\nname = "menu-1"\nafter = ["menu"]\nkeywords = ["1"]\nreply = "one"\n'
+              '[[rule]]\nname = "menu-2"\nafter = ["menu"]\nkeywords = ["2"]\nreply = "two"\n'
+              '[[rule]]\nname = "menu-again"\nafter = ["menu"]\nreply = "Reply 1 or 2."\n')
+
+
 def run_rules(args):
     """CPU per replied message without RULES_FILE and with 50 rules (none matching; the last matching),
     rounds interleaved so that the three share the machine's state; and the matching alone."""
@@ -167,8 +173,11 @@ def run_rules(args):
     with tempfile.TemporaryDirectory() as folder:
         rules_path = Path(folder) / "rules.toml"
         rules_path.write_text(fifty_rules())
+        after_path = Path(folder) / "after.toml"  # a menu too: every message reads the sender's previous one
+        after_path.write_text(fifty_rules() + MENU_RULES)
         cases = [("no RULES_FILE", "", "hello"), ("50 rules, none matches", str(rules_path), "hello"),
-                 ("50 rules, the last matches", str(rules_path), "last")]
+                 ("50 rules, the last matches", str(rules_path), "last"),
+                 ("50 rules and a menu (after), none matches", str(after_path), "hello")]
         for round_number in range(args.rounds):
             for label, rules_file, text in cases:
                 app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
@@ -188,6 +197,8 @@ def run_rules(args):
                 rounds.setdefault(label, []).append(cpu / len(environs) * 1e6)
                 app.close()
         matching = match_cost(sms_responder.load_rules(str(rules_path), [OUR_NUMBER]))
+        matching["a menu (after): the previous message in the one read"] = after_cost(
+            f"sqlite:///{Path(folder) / f'{args.rounds - 1}50 rules and a menu (after), none matches.db'}")
     base = statistics.median(rounds["no RULES_FILE"])
     rows = [{"path": label, "cpu_us": round(statistics.median(samples), 1),
              "added_us": round(statistics.median(samples) - base, 1)} for label, samples in rounds.items()]
@@ -197,18 +208,37 @@ def run_rules(args):
             "results": rows}
 
 
+def after_cost(database_url, repeat=20_000):
+    """µs per message that `after` rules add: the webhook's one read with the sender's previous message
+    folded in, less the same read without it (on the benchmark's database, a sender with a message)."""
+    store = sms_responder.open_store(sms_responder.Settings.from_env({
+        "PLIVO_AUTH_TOKEN": TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url}))
+    message = sms_responder.InboundMessage("uuid", f"1415{7:07d}", OUR_NUMBER, "hello", "sms")
+    costs = {}
+    with store.reading() as history:
+        for label, since in (("with", 1800.0), ("without", None)):
+            start = time.process_time()
+            for _ in range(repeat):
+                now = time.time()
+                history.message_state(message, now - 60, None, since and now - since)
+            costs[label] = (time.process_time() - start) / repeat * 1e6
+    store.close()
+    return costs["with"] - costs["without"]
+
+
 def match_cost(rules, repeat=200_000):
     """µs per message of what the rules add to deciding it: the keyword look-up and first_match
     (no rule here reads the database), and of the log line's segment count."""
     costs = {}
-    no_history = None  # none of the 50 rules has first_message or once_per, so the history is never read
+    no_history = None  # none of the 50 rules has first_message, once_per or after: nothing stored is read
+    no_state = sms_responder.MessageState(False, False, False, 0)
     for label, text in (("none matches", "hello"), ("the last matches", "last")):
         message = sms_responder.InboundMessage("uuid", "14155550123", OUR_NUMBER, text, "sms")
         words = sms_responder.normalize_keyword(text)
         start = time.process_time()
         for _ in range(repeat):
             rules.keyword_of(words)
-            rules.first_match(no_history, message, words, 1_796_000_000.0)
+            rules.first_match(no_history, message, words, 1_796_000_000.0, no_state)
         costs[label] = (time.process_time() - start) / repeat * 1e6
     reply = "Open Mon-Fri 9-5, Sat 10-3 (New York time). Reply HELP for help."
     start = time.process_time()

@@ -717,6 +717,25 @@ class MessageState:
     nonce_used: bool       # its V2 nonce is bound to another message
     opted_out: bool        # its sender has opted out of the receiving number
     recent_replies: int    # limited replies to its sender within REPLY_WINDOW
+    previous_rule: str | None = None  # rules with `after`: the rule that matched the sender's most recent
+    previous_at: Any = None           # earlier message to this number, and when it came (None: no message
+                                      # within the rules' longest `within`, or no rule has `after`)
+
+
+# The one read a new message is decided from. Outcomes are written out, so that the index
+# messages_by_sender (sender, outcome, time) seeks straight to the replies, and (rules with `after`) to
+# each outcome a customer's message can have, within the rules' longest `within`, however much the
+# sender has sent before.
+STATE_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
+    " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
+    " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
+    " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped') AND received_at >= ?)")
+STATE_AND_PREVIOUS_SQL = (
+    STATE_SQL + ", previous.rule, previous.received_at FROM (SELECT 1) AS one LEFT JOIN (SELECT rule, received_at"
+    " FROM messages WHERE from_number = ? AND outcome IN ('replied', 'no_reply', 'helped', 'started', 'stopped',"
+    " 'opted_out', 'rate_limited', 'plivo_keyword') AND received_at >= ? AND to_number IN (?, ?)"
+    " ORDER BY received_at DESC LIMIT 1) AS previous ON TRUE")
 
 
 class Transaction:
@@ -757,22 +776,22 @@ class Transaction:
         """A stored time as an aware datetime in UTC."""
         raise NotImplementedError
 
-    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> MessageState:
+    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
+                      previous_since: float | None = None) -> MessageState:
         """All a new message's decision reads, in one statement: is it stored already, is its V2 nonce
         bound to another message, has its sender opted out of this number, how many limited replies
-        (REPLY_LIMIT) has the sender had since `since`."""
-        return MessageState(*self.read_state(message, since, v2_nonce).fetchone())
+        (REPLY_LIMIT) has the sender had since `since`; and, with `previous_since` (the rules have
+        `after`), the rule and time of the sender's most recent earlier message to this number since then."""
+        return MessageState(*self.read_state(message, since, v2_nonce, previous_since).fetchone())
 
-    def read_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> Any:
-        # The outcomes are written out so that the index messages_by_sender seeks straight to the replies.
-        return self.execute(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
-            " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
-            " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
-            " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped')"
-            " AND received_at >= ?)",
-            (message.message_uuid, v2_nonce, number_key(message.sender), number_key(message.recipient),
-             message.sender, self.timestamp(since)))
+    def read_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
+                   previous_since: float | None) -> Any:
+        params = (message.message_uuid, v2_nonce, number_key(message.sender), number_key(message.recipient),
+                  message.sender, self.timestamp(since))
+        if previous_since is None:
+            return self.execute(STATE_SQL, params)
+        return self.execute(STATE_AND_PREVIOUS_SQL, (*params, message.sender, self.timestamp(previous_since),
+                                                     *number_forms(message.recipient)))
 
     def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
                     decision: Decision, *, last: bool = False) -> bool:
@@ -1173,13 +1192,14 @@ class PostgresTransaction(Transaction):
             cursor.executemany(_postgres_placeholders(sql), rows)
             return cursor.rowcount
 
-    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None) -> MessageState:
+    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
+                      previous_since: float | None = None) -> MessageState:
         # One transaction per sender at a time, so that what the read finds is still true at the commit
         # (two copies of a message, the reply limit, opt-outs); the read then sees what the last one stored.
         with self.connection.pipeline():
             self.begin()
             self.lock(number_key(message.sender))
-            cursor = self.read_state(message, since, v2_nonce)
+            cursor = self.read_state(message, since, v2_nonce, previous_since)
         return MessageState(*cursor.fetchone())
 
     def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
@@ -1649,6 +1669,7 @@ def _xml_escape(value: str, escapes: tuple[re.Pattern[str], dict[str, str]]) -> 
 # -- Reply rules: RULES_FILE -------------------------------------------------
 
 RULES_POLL = 1.0  # seconds between looks at RULES_FILE: a change is in force within 2 s
+DEFAULT_WITHIN = 30 * 60  # seconds: `after` without `within` looks this far back
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _OPENING = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 _PERIOD = re.compile(r"([1-9]\d*)([smhd])")
@@ -1696,6 +1717,8 @@ class Rule:
     from_prefixes: tuple[str, ...] = ()     # digits
     media: bool | None = None
     forward: bool = True
+    after: frozenset[str] = frozenset()     # names of rules: the sender's previous message matched one ...
+    within: int = DEFAULT_WITHIN            # ... at most this many seconds before this one
 
     def holds_for(self, message: InboundMessage, hours: Hours | None, now: float) -> bool:
         """The conditions that need no database (Rules.first_match has already matched the keywords)."""
@@ -1709,8 +1732,12 @@ class Rule:
             return False
         return self.pattern is None or self.pattern.search(message.text) is not None
 
-    def allowed_by(self, history: Transaction, message: InboundMessage, now: float) -> bool:
-        """The conditions decided from stored messages, so that they hold across processes."""
+    def allowed_by(self, history: Transaction, message: InboundMessage, now: float, state: MessageState) -> bool:
+        """The conditions decided from stored messages, so that they hold across processes (`after`: from
+        the message's read, which fetched the sender's previous message when any rule has `after`)."""
+        if self.after and not (state.previous_rule in self.after
+                               and history.moment(state.previous_at).timestamp() >= now - self.within):
+            return False
         if self.first_message is not None and self.first_message == has_earlier_message(history, message):
             return False
         return self.once_per is None or not rule_matched_since(history, message, self.name, now - self.once_per)
@@ -1726,17 +1753,23 @@ class Rules:
     by_keyword: Mapping[str, tuple[Rule, ...]] = dataclasses.field(default_factory=dict)
     without_keywords: tuple[Rule, ...] = ()
     source: bytes = b""
+    longest_within: int = 0  # seconds: how far back the rules with `after` look (0: none has it)
 
     def keyword_of(self, words: str) -> tuple[Keyword | None, Language | None]:
         """The compliance family of a normalized text, and the language whose word it is (None: built in)."""
         return self.words.get(words, (None, None))
 
-    def first_match(self, history: Transaction, message: InboundMessage, words: str, now: float) -> Rule | None:
+    def first_match(self, history: Transaction, message: InboundMessage, words: str, now: float,
+                    state: MessageState) -> Rule | None:
         """The first rule, in file order, whose conditions all hold for the message."""
         for rule in self.by_keyword.get(words, self.without_keywords):
-            if rule.holds_for(message, self.hours, now) and rule.allowed_by(history, message, now):
+            if rule.holds_for(message, self.hours, now) and rule.allowed_by(history, message, now, state):
                 return rule
         return None
+
+    def previous_since(self, now: float) -> float | None:
+        """How far back a message's read looks for the sender's previous message (None: no rule has `after`)."""
+        return now - self.longest_within if self.longest_within else None
 
 
 # The rules' reads of stored messages: `history` is the webhook's transaction, or try's read-only one.
@@ -1793,6 +1826,10 @@ def parse_rules(source: bytes, path: str, our_numbers: frozenset[str]) -> Rules:
              for index, table in problems.tables(top, "rule")]
     problems.check_unique("language", [language.name for language in languages])
     problems.check_unique("rule", [rule.name for rule in rules])
+    names = {rule.name for rule in rules}
+    for index, rule in enumerate(rules, 1):
+        for unknown in sorted(rule.after - names):
+            problems.add(_place("rule", index, rule.name), f'after: no rule is named "{unknown}"')
     problems.raise_if_any()
     return index_rules(tuple(rules), hours, words, source)
 
@@ -1804,7 +1841,8 @@ def index_rules(rules: tuple[Rule, ...], hours: Hours | None,
     keywords = {word for rule in rules for word in rule.keywords}
     by_keyword = {word: tuple(rule for rule in rules if not rule.keywords or word in rule.keywords)
                   for word in keywords}
-    return Rules(words, rules, hours, by_keyword, without_keywords, source)
+    longest_within = max((rule.within for rule in rules if rule.after), default=0)
+    return Rules(words, rules, hours, by_keyword, without_keywords, source, longest_within)
 
 
 class RuleProblems:
@@ -1971,7 +2009,7 @@ def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
     place = _place("rule", index, table.get("name"))
     fields = problems.known_keys(table, place, {
         "name": str, "keywords": list, "pattern": str, "when": str, "once_per": str, "first_message": bool,
-        "to": list, "from": list, "media": bool, "forward": bool, "reply": str})
+        "to": list, "from": list, "media": bool, "forward": bool, "after": list, "within": str, "reply": str})
     if "reply" not in table:
         problems.add(place, 'reply is required ("" answers nothing)')
     parsers = {
@@ -1981,15 +2019,20 @@ def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
         "once_per": _period,
         "to": lambda value: _our_numbers(value, our_numbers),
         "from": _prefixes,
+        "after": _rule_names,
+        "within": _period,
         "reply": _reply_template,
     }
     parsed = {key: problems.parsed(place, key, parse, fields[key]) for key, parse in parsers.items() if key in fields}
+    if "within" in fields and "after" not in fields:
+        problems.add(place, "within needs after (the rules whose answer this one follows)")
     return Rule(
         name=fields.get("name") or f"rule {index}", reply=parsed.get("reply") or "",
         keywords=parsed.get("keywords") or frozenset(), pattern=parsed.get("pattern"), when=parsed.get("when"),
         once_per=parsed.get("once_per"), first_message=fields.get("first_message"),
         to=parsed.get("to") or frozenset(), from_prefixes=parsed.get("from") or (),
-        media=fields.get("media"), forward=fields.get("forward", True))
+        media=fields.get("media"), forward=fields.get("forward", True), after=parsed.get("after") or frozenset(),
+        within=parsed.get("within") or DEFAULT_WITHIN)
 
 
 def _rule_keywords(value: list, words: Mapping[str, tuple[Keyword, Language | None]]) -> frozenset[str]:
@@ -2002,6 +2045,13 @@ def _rule_keywords(value: list, words: Mapping[str, tuple[Keyword, Language | No
             raise ValueError(f'"{word}" is {_word_owner(*words[normalized])}: compliance words cannot be rules')
         keywords.add(normalized)
     return frozenset(keywords)
+
+
+def _rule_names(value: list) -> frozenset[str]:
+    names = frozenset(_strings(value))
+    if not names:
+        raise ValueError("name at least one rule")
+    return names
 
 
 def _pattern(value: str) -> re.Pattern[str]:
@@ -2445,13 +2495,14 @@ class SmsResponder:
 
     def record(self, tx: Transaction, message: InboundMessage, now: float, v2_nonce: str | None) -> Decision:
         """Steps 5-9 in the message's transaction: one read, the decision, one write and its effects."""
-        state = tx.message_state(message, now - self.settings.reply_window, v2_nonce)
+        rules = self.rules.current()
+        state = tx.message_state(message, now - self.settings.reply_window, v2_nonce, rules.previous_since(now))
         if state.duplicate:                                                         # 5
             return DUPLICATE
         if state.nonce_used:
             raise NonceReused(v2_nonce)
         api = self.settings.reply_mode == "api"
-        decision = self.decide(tx, message, now, self.rules.current(), state, defer_reply=api)  # 7-9, rules
+        decision = self.decide(tx, message, now, rules, state, defer_reply=api)    # 7-9, rules
         queued = decision.sms(message.sender) if api else []  # the worker sends them; the answer stays empty
         follow_up = decision.change is not None or bool(queued)
         if not tx.add_message(message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
@@ -2540,7 +2591,7 @@ class SmsResponder:
             return Decision(Outcome.RATE_LIMITED)
         if family is Keyword.HELP:
             return self.compliance_answer(Outcome.HELPED, family, language)
-        rule = rules.first_match(history, message, words, now)
+        rule = rules.first_match(history, message, words, now, state)
         if rule is not None:
             reply = clean_reply(render_reply(rule.reply, message))
             return Decision(Outcome.REPLIED if reply else Outcome.NO_REPLY, reply, rule)
@@ -4093,6 +4144,7 @@ class MessageQuery:
     sender: str | None = None
     recipient: str | None = None
     since: float | None = None
+    rule: str | None = None  # only the messages this reply rule matched (inbound only)
     limit: int = 20
 
 
@@ -4152,6 +4204,9 @@ def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessag
     if query.since is not None:
         conditions.append("m.received_at >= ?")
         params.append(history.timestamp(query.since))
+    if query.rule is not None:
+        conditions.append("m.rule = ?")
+        params.append(query.rule)
     rows = history.execute(
         "SELECT m.message_uuid, m.received_at, m.from_number, m.to_number, m.type, m.text, m.media_urls,"
         " m.outcome, m.rule, m.reply, o.status, m.forwarded_to, m.relayed_to FROM messages m LEFT JOIN outbox o"
@@ -4163,6 +4218,8 @@ def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessag
 
 def find_outbound(history: Transaction, query: MessageQuery) -> list[OutboundMessage]:
     """The last query.limit outbound messages that match (newest first): from (src) and to (dst) as for inbound."""
+    if query.rule is not None:  # rules answer inbound messages only
+        return []
     conditions, params = ["kind = 'outbound'"], []
     if query.sender:
         conditions.append("src IN (?, ?)")
@@ -4387,7 +4444,7 @@ def list_messages(args: argparse.Namespace) -> int:
     settings = Settings.from_env(read_environment())
     query = MessageQuery(sender=args.sender and argument(cli_number, args.sender, "--from"),
                          recipient=args.to and argument(cli_number, args.to, "--to"),
-                         since=args.since and parse_since(args.since, time.time()), limit=args.limit)
+                         since=args.since and parse_since(args.since, time.time()), rule=args.rule, limit=args.limit)
     with command_store(settings) as store:
         with store.reading() as history:
             shown = find_messages(history, query)[::-1]
@@ -4757,12 +4814,12 @@ def try_message(args: argparse.Namespace) -> int:
         raise ConfigError([f"--to: {recipient} is not one of PLIVO_NUMBER"])
     now = time.time() if args.at is None else argument(
         parse_at, args.at, rules.hours.timezone if rules.hours else UTC)
-    message = InboundMessage(message_uuid=str(uuid.uuid4()), sender=args.sender, recipient=recipient,
+    message = InboundMessage(message_uuid=str(uuid.uuid4()), sender=number_key(args.sender), recipient=recipient,
                              text=args.text, type="mms" if args.media else "sms", media_urls=tuple(args.media))
     app = SmsResponder(settings, open_store(settings), args.reply or default_reply(settings),
                        RulesFile("", settings.plivo_number, rules))
     with app.store.reading(missing_ok=True) as history:
-        state = history.message_state(message, now - settings.reply_window, None)
+        state = history.message_state(message, now - settings.reply_window, None, rules.previous_since(now))
         decision = app.decide(history, message, now, rules, state)
     print(f"outcome: {decision.outcome.value}")
     print(f"rule: {decision.rule.name if decision.rule else 'none'}")
@@ -4805,7 +4862,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     send_parser.set_defaults(run=send)
     try_parser = commands.add_parser("try", help="decide a message as the webhook would now; store nothing")
     try_parser.add_argument("text", help="the message text")
-    try_parser.add_argument("--from", dest="sender", default="14155550123", help="sender number (default: %(default)s)")
+    try_parser.add_argument("--from", dest="sender", default="14155550123",
+                            help="sender number, read as Plivo writes numbers: digits (default: %(default)s)")
     try_parser.add_argument("--to", help="our number (default: the first of PLIVO_NUMBER)")
     try_parser.add_argument("--at", help="ISO 8601 time the message arrives (default: now; without an offset: "
                                          "in the [hours] time zone, else UTC)")
@@ -4825,6 +4883,8 @@ def add_operating_commands(commands: Any) -> None:
     messages_parser.add_argument("--from", dest="sender", metavar="N", help="only from this number")
     messages_parser.add_argument("--to", metavar="N", help="only to this number of ours")
     messages_parser.add_argument("--since", metavar="WHEN", help=f"only since: {since_help}")
+    messages_parser.add_argument("--rule", metavar="NAME", help="only the messages this reply rule matched (the"
+                                                                " answers to a question, say)")
     messages_parser.add_argument("--limit", type=_positive, default=20, help="the last N (default: %(default)s)")
     messages_parser.add_argument("--json", action="store_true", help="one JSON object per line (times in UTC)")
     messages_parser.add_argument("-f", "--follow", action="store_true",

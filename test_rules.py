@@ -5,11 +5,13 @@ SQLite and PostgreSQL; reloading runs under gunicorn with three workers; `try` r
 a program, as users run it.
 """
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import gsm0338  # noqa: F401 - registers the independent "gsm03.38" codec
@@ -187,7 +189,11 @@ class TestRulesFileErrors:
 
     def test_the_example_file_is_valid_as_is(self):
         rules = load_rules(str(MODULE.parent / "rules.example.toml"), [OUR_NUMBER])
-        assert len(rules.rules) == 7 and rules.hours is not None
+        assert len(rules.rules) == 11 and rules.hours is not None
+        source = (MODULE.parent / "rules.example.toml").read_text()
+        for key in ("keywords", "pattern", "when", "once_per", "first_message", "to", "from", "media", "forward",
+                    "after", "within", "reply", "name"):  # every key of a rule, shown at work
+            assert re.search(rf"^{key} = ", source, re.MULTILINE), key
 
     def test_start_up_stops_with_exit_2_and_one_line_per_problem(self, tmp_path, try_env, rules_path):
         rules_path.write_text('[[rule]]\nname = "hours"\nkeyword = ["HOURS"]\nreply = "x"\n[[rule]]\nwhen = "open"\n')
@@ -341,6 +347,156 @@ class TestRulesDecidedByTheDatabase:
             status, body = post_raw(base_url, *signed_body(base_url, inbound(Text="hi")))
             answers.append(reply_text(body))
         assert answers == ["welcome", "away", "third", "third", "third", "third"]
+
+
+# -- Conversations with state: after and within ----------------------------------------------------
+
+MENU = ('[[rule]]\nname = "menu"\nkeywords = ["MENU", "HI"]\nreply = "Reply 1 for hours, 2 for directions."\n'
+        '[[rule]]\nname = "menu-hours"\nafter = ["menu", "menu-again"]\nwithin = "30m"\nkeywords = ["1"]\n'
+        'reply = "Open Mon-Fri 9-5."\n'
+        '[[rule]]\nname = "menu-directions"\nafter = ["menu", "menu-again"]\nkeywords = ["2"]\n'
+        'reply = "1 Main St."\n'
+        '[[rule]]\nname = "menu-again"\nafter = ["menu", "menu-again"]\nreply = "Please reply 1 or 2."\n')
+CONFIRM = ('[[rule]]\nname = "appointment"\nkeywords = ["BOOK"]\nreply = "Tomorrow at 9? Reply C to confirm."\n'
+           '[[rule]]\nname = "confirmed"\nafter = ["appointment"]\nwithin = "1d"\nkeywords = ["C", "confirm"]\n'
+           'reply = "Confirmed: tomorrow at 9."\n'
+           '[[rule]]\nname = "not-confirmed"\nafter = ["appointment"]\nwithin = "1d"\n'
+           'reply = "Not confirmed. Reply C to confirm, or call us."\n')
+
+
+def backdate_messages(database_url, minutes):
+    """Make every stored message `minutes` minutes older (the tests cannot wait half an hour)."""
+    from conftest import connect
+    connection = connect(database_url)
+    with connection:
+        for message_uuid, received_at in connection.execute("SELECT message_uuid, received_at FROM messages"):
+            moment = datetime.fromisoformat(received_at) if isinstance(received_at, str) else received_at
+            moment -= timedelta(minutes=minutes)
+            value = moment.isoformat(timespec="microseconds") if database_url.startswith("sqlite") else moment
+            connection.execute("UPDATE messages SET received_at = ? WHERE message_uuid = ?", (value, message_uuid))
+    connection.close()
+
+
+class TestConversationsWithState:
+    @pytest.mark.parametrize("toml,expected", [
+        (MENU.replace('after = ["menu", "menu-again"]\nreply', 'after = ["menu", "menuu"]\nreply'),
+         'rule 4 ("menu-again"): after: no rule is named "menuu"'),
+        ('[[rule]]\nwithin = "30m"\nreply = ""\n', "rule 1: within needs after"),
+        (MENU.replace('within = "30m"', 'within = "half an hour"'),
+         'rule 2 ("menu-hours"): within: "half an hour" is not a period'),
+        ('[[rule]]\nname = "a"\nafter = "a"\nreply = ""\n', 'rule 1 ("a"): after must be a list'),
+        ('[[rule]]\nname = "a"\nafter = []\nreply = ""\n', 'rule 1 ("a"): after: name at least one rule'),
+        ('[[rule]]\nname = "a"\nafter = [1]\nreply = ""\n', 'rule 1 ("a"): after: must be a list of strings'),
+        ('[[rule]]\nname = "a"\nafter = ["a"]\nwithin = 30\nreply = ""\n', 'rule 1 ("a"): within must be a string'),
+    ], ids=["unknown rule", "within without after", "malformed within", "after not a list", "after empty",
+            "after not strings", "within not a string"])
+    def test_each_problem_is_one_line_naming_the_file_and_place(self, tmp_path, toml, expected):
+        problems = problems_of(toml, tmp_path)
+        assert len(problems) == 1, problems
+        assert problems[0].startswith(f"RULES_FILE {tmp_path / 'rules.toml'}: {expected}"), problems
+
+    def test_a_menu_step_by_step(self, rules_client, database_url):
+        client = rules_client(MENU)
+        assert answer(client, "2") == "You said: 2"  # no menu yet: the reply function
+        assert [answer(client, text) for text in ("MENU", "2", "nonsense", "1", "1")] == [
+            "Reply 1 for hours, 2 for directions.", "1 Main St.", "You said: nonsense", "You said: 1",
+            "You said: 1"]
+        assert [answer(client, text) for text in ("hi", "three", "1")] == [
+            "Reply 1 for hours, 2 for directions.", "Please reply 1 or 2.", "Open Mon-Fri 9-5."]
+        assert query(database_url, "SELECT rule FROM messages ORDER BY received_at") == [
+            (None,), ("menu",), ("menu-directions",), (None,), (None,), (None,), ("menu",), ("menu-again",),
+            ("menu-hours",)]
+
+    def test_within_the_time_only(self, rules_client, database_url):
+        client = rules_client(MENU)
+        answer(client, "MENU")
+        backdate_messages(database_url, 29)
+        assert answer(client, "1") == "Open Mon-Fri 9-5."
+        answer(client, "MENU")
+        backdate_messages(database_url, 31)
+        assert answer(client, "1") == "You said: 1"
+
+    def test_only_the_most_recent_message_of_this_sender_to_this_number_counts(self, rules_client):
+        """The sender as Plivo sends it (as for the reply limit); any of its messages, rule or not."""
+        client = rules_client(MENU, plivo_number=f"{OUR_NUMBER},{OTHER_NUMBER}")
+        answer(client, "MENU")
+        assert answer(client, "1", From="14155550777") == "You said: 1"  # another sender
+        assert answer(client, "1", To=OTHER_NUMBER) == "You said: 1"  # another number of ours
+        assert answer(client, "HELP") == sms_responder.DEFAULT_HELP_TEXT  # then the most recent matched no rule
+        assert answer(client, "1") == "You said: 1"
+        answer(client, "MENU")
+        assert answer(client, "1") == "Open Mon-Fri 9-5."
+
+    def test_a_question_its_answer_and_the_fallback(self, rules_client):
+        client = rules_client(CONFIRM)
+        assert [answer(client, text) for text in ("BOOK", "maybe", "C.")] == [
+            "Tomorrow at 9? Reply C to confirm.", "Not confirmed. Reply C to confirm, or call us.",
+            "You said: C."]  # the fallback's answer is not the question: C. now is an ordinary message
+        assert [answer(client, text) for text in ("BOOK", "confirm!")] == [
+            "Tomorrow at 9? Reply C to confirm.", "Confirmed: tomorrow at 9."]
+        answer(client, "BOOK")  # YES is a compliance word (START): it opts in, it does not confirm
+        assert answer(client, "YES") == sms_responder.DEFAULT_START_TEXT
+
+    def test_the_previous_message_comes_with_the_messages_one_read(self, rules_app, monkeypatch, backend):
+        """`after` adds no statement: the webhook's one read fetches the previous message too, and only
+        when some rule has `after`."""
+        reads = []
+        transaction = sms_responder.SQLiteTransaction if backend == "sqlite" else sms_responder.PostgresTransaction
+        real = transaction.execute
+        monkeypatch.setattr(transaction, "execute", lambda tx, sql, params=(): (
+            reads.append(sql) if sql.startswith("SELECT EXISTS") else None) or real(tx, sql, params))
+        client = webtest.TestApp(rules_app(MENU))
+        answer(client, "MENU")
+        answer(client, "something else")  # three `after` rules are candidates: still the one read
+        assert reads == [sms_responder.STATE_AND_PREVIOUS_SQL] * 2
+        reads.clear()
+        plain = webtest.TestApp(rules_app('[[rule]]\nname = "hours"\nkeywords = ["HOURS"]\nreply = "9-5"\n'
+                                          '[[rule]]\nreply = "anything"\n'))
+        answer(plain, "HOURS")
+        answer(plain, "hello")
+        assert reads == [sms_responder.STATE_SQL] * 2
+
+    @pytest.mark.parametrize("kind", ["stdlib", "gunicorn"])
+    def test_the_state_is_the_databases_across_processes(self, services, database_url, backend, rules_path, kind):
+        """gunicorn -w 3 (or the stdlib server) on one SQLite file; two hosts on one PostgreSQL."""
+        rules_path.write_text(MENU)
+        env = {"PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER, "DATABASE_URL": database_url,
+               "RULES_FILE": str(rules_path), "REPLY_LIMIT": "100"}  # twelve messages within a minute
+        hosts = [services(env, kind=kind) for _ in range(2 if backend == "postgresql" else 1)]
+        answers = []
+        for i, text in enumerate(["MENU", "3", "2", "HI", "1", "1"] * 2):
+            base_url = hosts[i % len(hosts)].url
+            status, body = post_raw(base_url, *signed_body(base_url, inbound(Text=text)))
+            assert status == 200
+            answers.append(reply_text(body))
+        assert answers == ["Reply 1 for hours, 2 for directions.", "Please reply 1 or 2.", "1 Main St.",
+                           "Reply 1 for hours, 2 for directions.", "Open Mon-Fri 9-5.", "You said: 1"] * 2
+
+    def test_try_from_shows_the_menu_at_work(self, make_app, database_url, tmp_path, rules_path):
+        rules_path.write_text(MENU)
+        client = webtest.TestApp(make_app(rules_file=str(rules_path)))
+        env = {"PATH": os.environ["PATH"], "PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
+               "DATABASE_URL": database_url, "RULES_FILE": str(rules_path)}
+        assert try_lines(env, tmp_path, "--from", SENDER, "2")[:2] == ["outcome: replied", "rule: none"]
+        answer(client, "MENU")
+        assert try_lines(env, tmp_path, "--from", SENDER, "2")[:3] == [
+            "outcome: replied", "rule: menu-directions", "reply: 1 Main St."]
+        assert try_lines(env, tmp_path, "--from", "14155550777", "2")[1] == "rule: none"  # another sender's history
+        assert query(database_url, "SELECT count(*) FROM messages") == [(1,)]  # try stored nothing
+
+    def test_messages_rule_lists_what_a_rule_matched(self, rules_client, database_url, tmp_path):
+        client = rules_client(CONFIRM)
+        for sender, text in (("14155550111", "BOOK"), ("14155550111", "C"), ("14155550222", "BOOK"),
+                             ("14155550222", "no idea"), ("14155550333", "BOOK"), ("14155550333", "confirm")):
+            answer(client, text, From=sender)
+        env = {"PATH": os.environ["PATH"], "PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
+               "DATABASE_URL": database_url}
+        result = run("messages", "--rule", "confirmed", "--json", env=env, cwd=tmp_path)
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(line["from"], line["text"], line["rule"]) for line in lines] == [
+            ("14155550111", "C", "confirmed"), ("14155550333", "confirm", "confirmed")]
+        text = run("messages", "--rule", "not-confirmed", env=env, cwd=tmp_path).stdout.splitlines()
+        assert len(text) == 2 and "14155550222" in text[1] and "no idea" in text[1]
 
 
 # -- [[language]]: more compliance words, each with its own answers -----------------------------
