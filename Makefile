@@ -25,7 +25,7 @@ $(VENV)/installed-postgres: requirements-postgres.txt $(VENV)/installed
 # What `pip install .` needs, fetched once, so that the packaging test installs offline.
 $(VENV)/wheelhouse: pyproject.toml requirements.txt requirements-postgres.txt $(VENV)/installed
 	$(VENV_PYTHON) -m pip wheel --quiet --wheel-dir $@ setuptools "plivo==4.63.0" "tzdata==2026.6" \
-		"Jinja2==3.1.6" "argon2-cffi==25.1.0" -r requirements-postgres.txt
+		"Jinja2==3.1.6" "argon2-cffi==25.1.0" "prometheus-client==0.26.0" -r requirements-postgres.txt
 	touch $@
 
 .env:

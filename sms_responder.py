@@ -21,6 +21,8 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Constants             paths, keyword families, limits and timings
     Settings              one field per environment variable, parsed and checked at start
     Logging               text or JSON lines; numbers masked, control characters escaped
+    Metrics               /metrics: Prometheus counters summed over the host's processes, gauges read
+                          from the database
     Schema                the tables, and how each schema version migrates to the next
     Storage               SQLite and PostgreSQL: connections, transactions, group commit, the two
                           dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
@@ -68,6 +70,7 @@ import socketserver
 import sqlite3
 import string
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -94,7 +97,7 @@ from plivo.utils.signature_v3 import construct_get_url
 __all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"]
 
 
-# -- Constants ---------------------------------------------------------------
+# -- Constants ----------------------------------------------------------------
 
 WEBHOOK_PATH = "/webhooks/plivo/messaging"
 STATUS_PATH = "/webhooks/plivo/status"
@@ -146,7 +149,7 @@ log = logging.getLogger("sms_responder")
 access_log = logging.getLogger("sms_responder.access")
 
 
-# -- Settings ----------------------------------------------------------------
+# -- Settings -----------------------------------------------------------------
 
 class ConfigError(Exception):
     """One or more settings are missing or invalid; each problem names its setting."""
@@ -288,6 +291,7 @@ class Settings:
     forward_text: str = setting("{from}: {text}", _reply_template)
     api_limit: int = setting(600, _integer(0))
     inbox_session_hours: int = setting(12, _integer(1))
+    metrics_token: str = setting("", secret=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -342,7 +346,7 @@ def read_environment() -> dict[str, str]:
     return {**read_dotenv(Path(".env")), **os.environ}
 
 
-# -- Logging -----------------------------------------------------------------
+# -- Logging ------------------------------------------------------------------
 
 _CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 _HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
@@ -407,6 +411,110 @@ def configure_logging(level: str, fmt: str) -> None:
 def mask_number(number: str) -> str:
     """The last four characters only: enough to correlate log lines, too few to identify a person."""
     return "***" + number[-4:] if len(number) > 4 else "***"
+
+
+# -- Metrics: METRICS_TOKEN ---------------------------------------------------
+
+METRICS_PATH = "/metrics"
+#: seconds; Plivo waits 8 s for a webhook's answer
+WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0)
+
+
+class Metrics:
+    """Prometheus metrics: counters summed over every process of the host, gauges read from the database.
+
+    prometheus_client's multiprocess mode: each process (gunicorn and uwsgi workers, the stdlib
+    server, `worker`) counts in files of its own in one folder, and a scrape, whichever process
+    answers it, sums the files of every process, those that have exited included, so a restarted
+    worker loses none of the counts. The folder is PROMETHEUS_MULTIPROC_DIR when it is set, else
+    one per deployment (working directory and DATABASE_URL) in the system's temporary folder. The
+    library chooses that mode when it is first imported, so it is imported here, after the folder
+    is set, and only when METRICS_TOKEN is. Gauges that describe the database are read at each
+    scrape through indexes (the waiting outbox rows, the opt-outs), never counted per process.
+    """
+
+    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
+        self.token = settings.metrics_token.encode()
+        self.folder = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_folder(settings))
+        os.makedirs(self.folder, exist_ok=True)
+        prometheus = importlib.import_module("prometheus_client")
+        multiprocess = importlib.import_module("prometheus_client.multiprocess")
+        values = importlib.import_module("prometheus_client.values")
+        if values.ValueClass is values.MutexValue:  # the single-process kind: its counts would be this process's
+            raise ConfigError(["METRICS_TOKEN: prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was"
+                               " set; set PROMETHEUS_MULTIPROC_DIR in the environment of every process"])
+        self.prometheus, self.multiprocess, self.store = prometheus, multiprocess, store
+        self.webhooks = prometheus.Counter("sms_webhooks", "Webhooks answered, by outcome", ["outcome"], registry=None)
+        self.webhook_seconds = prometheus.Histogram("sms_webhook_duration_seconds", "Time to answer a webhook",
+                                                    buckets=WEBHOOK_BUCKETS, registry=None)
+        self.sends = prometheus.Counter("sms_outbound", "Outbox sends through the Plivo REST API, by result",
+                                        ["status"], registry=None)
+        self.reloads = prometheus.Counter("sms_rules_reloads", "Looks at a changed RULES_FILE, by result",
+                                          ["result"], registry=None)
+        self.api_requests = prometheus.Counter("sms_api_requests", "Requests to /api, by HTTP status",
+                                               ["status"], registry=None)
+        # Every known label value starts at 0, so that each series exists (and alerts see it) from the start.
+        self._outcomes = {outcome.value: self.webhooks.labels(outcome.value) for outcome in Outcome}
+        for status in ("sent", "failed", "retried", "cancelled", "claim_lost"):
+            self.sends.labels(status)
+        for result in ("reloaded", "refused"):
+            self.reloads.labels(result)
+        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED,
+                       HTTPStatus.TOO_MANY_REQUESTS):
+            self.api_requests.labels(str(status.value))
+
+    def webhook(self, outcome: str, seconds: float) -> None:
+        """Count one webhook (about 3 µs: a counter and a histogram, each a write to a mapped file)."""
+        (self._outcomes.get(outcome) or self.webhooks.labels(outcome)).inc()
+        self.webhook_seconds.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """Every process's counters, summed, and the database's gauges, in Prometheus' text format."""
+        registry = self.prometheus.CollectorRegistry()
+        self.multiprocess.MultiProcessCollector(registry, path=self.folder)
+        registry.register(DatabaseGauges(self.store, importlib.import_module("prometheus_client.core")))
+        return self.prometheus.generate_latest(registry)
+
+    def handle(self, environ: WSGIEnvironment) -> Response:
+        """GET /metrics with Authorization: Bearer METRICS_TOKEN (else 401)."""
+        match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
+        if not match or not hmac.compare_digest(match[1].encode(), self.token):
+            raise HTTPError(HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer METRICS_TOKEN",
+                            (("WWW-Authenticate", "Bearer"),))
+        return Response(HTTPStatus.OK, self.exposition(), self.prometheus.CONTENT_TYPE_LATEST)
+
+
+class DatabaseGauges:
+    """The gauges read from the database at a scrape (a prometheus_client collector)."""
+
+    def __init__(self, store: SQLiteStore | PostgresStore, core: Any) -> None:
+        self.store, self.core = store, core
+
+    def collect(self) -> Iterator[Any]:
+        waiting, opt_outs = self.store.run(lambda tx: (outbox_waiting(tx), opt_outs_total(tx)))
+        outbox = self.core.GaugeMetricFamily("sms_outbox_messages", "Outbox rows waiting to be sent, by status",
+                                             labels=["status"])
+        for status in ("scheduled", "queued", "sending"):
+            outbox.add_metric([status], waiting.get(status, 0))
+        yield outbox
+        yield self.core.GaugeMetricFamily("sms_opt_outs", "Opt-outs in force", value=opt_outs)
+
+
+def outbox_waiting(history: Transaction) -> dict[str, int]:
+    """Outbox rows not sent yet, by status (the partial index outbox_due holds exactly those)."""
+    return dict(history.execute("SELECT status, count(*) FROM outbox WHERE status IN ('scheduled', 'queued',"
+                                " 'sending') GROUP BY status").fetchall())
+
+
+def opt_outs_total(history: Transaction) -> int:
+    return history.execute("SELECT count(*) FROM opt_outs").fetchone()[0]
+
+
+def metrics_folder(settings: Settings) -> str:
+    """The folder the processes of one deployment share for their counts: the same working directory
+    and DATABASE_URL give the same folder (gunicorn's workers, the `worker` beside them)."""
+    deployment = hashlib.sha256(f"{os.getcwd()}\0{settings.database_url}".encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"sms_responder-metrics-{os.getuid()}-{deployment}")
 
 
 # -- Schema: the tables, and how each version migrates to the next ------------
@@ -1354,7 +1462,7 @@ def open_store(settings: Settings) -> SQLiteStore | PostgresStore:
     return SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous)
 
 
-# -- Signature ---------------------------------------------------------------
+# -- Signature ----------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class SignatureHeaders:
@@ -1485,7 +1593,7 @@ def signed_for(headers: SignatureHeaders, url: str, params: Mapping[str, list[st
     return False
 
 
-# -- Messages ----------------------------------------------------------------
+# -- Messages -----------------------------------------------------------------
 
 class Keyword(enum.Enum):
     """The keyword families of CONTRACT.md step 7."""
@@ -1666,7 +1774,7 @@ def _xml_escape(value: str, escapes: tuple[re.Pattern[str], dict[str, str]]) -> 
     return special.sub(lambda match: replacements[match[0]], value) if special.search(value) else value
 
 
-# -- Reply rules: RULES_FILE -------------------------------------------------
+# -- Reply rules: RULES_FILE --------------------------------------------------
 
 RULES_POLL = 1.0  # seconds between looks at RULES_FILE: a change is in force within 2 s
 DEFAULT_WITHIN = 30 * 60  # seconds: `after` without `within` looks this far back
@@ -2110,6 +2218,7 @@ class RulesFile:
         self._watching_pid: int | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self.metrics: Metrics | None = None  # counts reloads when METRICS_TOKEN is set
 
     def current(self) -> Rules:
         """The rules in force; starts this process's watcher on first use."""
@@ -2128,10 +2237,14 @@ class RulesFile:
         except ConfigError as error:
             log.error("rules not reloaded, the %d rules in force stay: %s", len(self.rules.rules),
                       "; ".join(error.problems))
+            if self.metrics:
+                self.metrics.reloads.labels("refused").inc()
             return
         if rules.source != self.rules.source:
             self.rules = rules
             log.info("rules reloaded", extra={"fields": {"rules": len(rules.rules), "pid": os.getpid()}})
+            if self.metrics:
+                self.metrics.reloads.labels("reloaded").inc()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -2160,7 +2273,7 @@ class RulesFile:
         return status.st_mtime_ns, status.st_size, status.st_ino, status.st_dev
 
 
-# -- A person in the loop: FORWARD_TO ----------------------------------------
+# -- A person in the loop: FORWARD_TO -----------------------------------------
 
 RELAY_WINDOW = 24 * 3600  # seconds: an owner's plain text goes to the customer last forwarded within this
 _RELAY_TO = re.compile(r"@\+?(\d{3,20})(?: (.*))?", re.DOTALL)
@@ -2248,7 +2361,7 @@ def with_media(text: str, media_urls: tuple[str, ...]) -> str:
     return "\n".join(part for part in (text, *media_urls) if part)
 
 
-# -- HTTP plumbing -----------------------------------------------------------
+# -- HTTP plumbing ------------------------------------------------------------
 
 class HTTPError(Exception):
     """An expected client error: raised where it is found, answered in SmsResponder.__call__."""
@@ -2398,7 +2511,7 @@ def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
     return DeliveryReport(fields["MessageUUID"], fields["Status"].lower(), fields["ErrorCode"][:64])
 
 
-# -- Application -------------------------------------------------------------
+# -- Application --------------------------------------------------------------
 
 ReplyFunction = Callable[[InboundMessage], "str | None"]
 
@@ -2408,11 +2521,12 @@ class SmsResponder:
     of the sections that serve people (the outbound API, the team inbox)."""
 
     def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction,
-                 rules: RulesFile) -> None:
+                 rules: RulesFile, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.reply = reply
         self.rules = rules
+        self.metrics = metrics
         self.people = PersonInTheLoop(settings)
         self.token = settings.plivo_auth_token.encode("utf-8")
         self.our_numbers = frozenset(settings.plivo_number)
@@ -2424,6 +2538,7 @@ class SmsResponder:
             STATUS_PATH: {"POST": self.handle_status},
             **OutboundApi(settings, store).routes(),
             **Inbox(settings, store).routes(),
+            **({METRICS_PATH: {"GET": metrics.handle}} if metrics else {}),
         }
         # A route whose path ends in "/" serves every path below it (/api/messages/ID).
         self.prefixes = [(path, methods) for path, methods in self.routes.items() if path.endswith("/")]
@@ -2448,6 +2563,8 @@ class SmsResponder:
             self.log_webhook(response, started)
         elif path.startswith(API_PREFIX):
             log_api_request(environ, response, started)
+            if self.metrics:
+                self.metrics.api_requests.labels(str(response.status.value)).inc()
         headers = [("Content-Length", str(len(response.body))), *response.headers]
         if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
             headers.insert(0, ("Content-Type", response.content_type))
@@ -2627,9 +2744,12 @@ class SmsResponder:
         return Response(HTTPStatus.OK, body, XML_CONTENT_TYPE, log_fields=fields)
 
     def log_webhook(self, response: Response, started: float) -> None:
-        """The one INFO line per webhook: outcome, MessageUUID, masked sender, handling time."""
+        """The one INFO line per webhook: outcome, MessageUUID, masked sender, handling time (and its metrics)."""
         fields = {name: value for name, value in response.log_fields.items() if value not in ("", None)}
-        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        seconds = time.perf_counter() - started
+        fields["ms"] = round(seconds * 1000, 2)
+        if self.metrics:
+            self.metrics.webhook(fields["outcome"], seconds)
         level = logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO
         log.log(level, "webhook", extra={"fields": fields})
 
@@ -2661,7 +2781,10 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
             "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
-    app = SmsResponder(settings, open_store(settings), reply or default_reply(settings), rules)
+    store = open_store(settings)
+    metrics = Metrics(settings, store) if settings.metrics_token else None
+    rules.metrics = metrics
+    app = SmsResponder(settings, store, reply or default_reply(settings), rules, metrics)
     rules.current()  # start watching the file now, so that an idle worker notices changes too
     return app
 
@@ -2691,7 +2814,7 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     return _app(environ, start_response)
 
 
-# -- Outbox: sending through the Plivo REST API ------------------------------
+# -- Outbox: sending through the Plivo REST API -------------------------------
 
 #: Outbox statuses in the order a row moves through them; a report never moves a row back,
 #: and a final status (3) is never replaced by another.
@@ -2949,13 +3072,15 @@ class OutboxWorker:
         """Record the attempt and log one line for it."""
         with self.app.store.transaction() as tx:
             kept = finish_attempt(tx, row, status, **details)
+        if self.app.metrics:  # a retry is a row queued again
+            self.app.metrics.sends.labels(("retried" if status == "queued" else status) if kept else "claim_lost").inc()
         fields = {"outcome": status if kept else "claim_lost", "message_uuid": row.message_uuid, "kind": row.kind,
                   "recipient": mask_number(row.dst), "attempt": row.attempts, "error": details.get("error")}
         log.info("outbox", extra={"fields": {key: value for key, value in fields.items() if value is not None}})
         return True
 
 
-# -- Speaking first: outbound messages -----------------------------------------
+# -- Speaking first: outbound messages ----------------------------------------
 
 API_MESSAGES_PATH = "/api/messages"
 API_MESSAGE_PREFIX = API_MESSAGES_PATH + "/"   # /api/messages/ID
@@ -3490,7 +3615,7 @@ def manage_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- The team inbox: people and sessions ---------------------------------------
+# -- Team inbox: people and sessions ------------------------------------------
 
 INBOX_PATH = "/inbox"
 SESSION_COOKIE = "sms_inbox"
@@ -3656,7 +3781,7 @@ def manage_people(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- The team inbox: conversations in a browser ----------------------------------
+# -- Team inbox: pages, conversations in a browser ----------------------------
 
 LIST_PAGE = 50                 # conversations a page of the list shows; "More" shows the next ones
 CONVERSATION_PAGE = 200        # a conversation shows its newest messages, this many
@@ -4127,7 +4252,7 @@ def static_file(name: str) -> bytes:
     return (WEB_FILES / name).read_bytes()
 
 
-# -- Operating it: conversations, opt-out lists, retention ---------------------
+# -- Operating it: conversations, opt-out lists, retention --------------------
 
 FOLLOW_POLL = 0.5    # seconds between looks for new messages: one is shown within 2 s of being stored
 FOLLOW_MARGIN = 30.0  # seconds: a message stored late (a slow transaction) is still shown once
@@ -4668,7 +4793,7 @@ class RetentionSchedule:
         self.stopping.set()
 
 
-# -- Server and command line -------------------------------------------------
+# -- Server and command line --------------------------------------------------
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     """wsgiref's server with a thread per request, so one slow client cannot stall the others."""

@@ -586,6 +586,8 @@ class TestIndexes:
         "inbox: a conversation": lambda tx: sms_responder.conversation_entries(tx, SENDER, OUR_NUMBER),
         "inbox: search for digits": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "555 0123"),
         "inbox: search for words": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "ready now"),
+        "metrics: the outbox waiting": lambda tx: sms_responder.outbox_waiting(tx),
+        "metrics: opt-outs": lambda tx: sms_responder.opt_outs_total(tx),
         "messages --limit": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery()),
         "messages --from": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(sender=SENDER)),
         "messages --since": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(
