@@ -897,8 +897,9 @@ def run_peers(args):
         return None
     folder = tempfile.mkdtemp()
     here = Path(__file__).resolve().parent
-    uwsgi = (f"{PEERS / '.venv/bin/uwsgi'} --http11-socket 127.0.0.1:$PORT --module sms_responder:application"
-             " --master --processes 1 --threads 16 --disable-logging")
+    # our own virtual environment's uwsgi (requirements-bench.txt pins the peers' version): it has our dependencies
+    uwsgi = (f"{Path(sys.executable).parent / 'uwsgi'} --http11-socket 127.0.0.1:$PORT --module"
+             " sms_responder:application --master --processes 1 --threads 16 --disable-logging")
     subprocess.run(["bash", str(PEERS / "bench.sh"), "-r", "3", "-d", str(args.seconds), "-n", "-o", folder,
                     "-a", f"ours-uwsgi 8132 {here} SQLITE_SYNCHRONOUS=full {uwsgi}",
                     "-a", f"ours-uwsgi-normal 8133 {here} SQLITE_SYNCHRONOUS=normal {uwsgi}",

@@ -90,8 +90,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-import argon2
-import jinja2
 from plivo.utils.signature_v3 import construct_get_url
 
 __all__ = ["create_app", "application", "main", "InboundMessage", "OutboxWorker"]
@@ -3624,7 +3622,6 @@ SESSION_TOUCH_EVERY = 60.0     # seconds: a session's last request is written at
 LOGIN_TRIES = 5                # failed logins of one name within LOGIN_LOCKOUT ...
 LOGIN_LOCKOUT = 15 * 60.0      # ... lock that name for this long, whatever the password
 MIN_PASSWORD = 12
-_PASSWORDS = argon2.PasswordHasher()  # Argon2id, the library's (OWASP's) recommended parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3646,17 +3643,24 @@ def person_name(raw: str) -> str:
     return raw
 
 
+@functools.cache
+def passwords() -> Any:
+    """Argon2id with the library's (OWASP's) recommended parameters. The inbox's libraries are imported
+    when it is first used: a worker that only answers webhooks never loads them."""
+    return importlib.import_module("argon2").PasswordHasher()
+
+
 def add_person(tx: Transaction, name: str, password: str, now: float) -> None:
     """A new person who may log in; ConfigError if the name is taken."""
     added = tx.execute("INSERT INTO users (name, password, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                       (name, _PASSWORDS.hash(password), tx.timestamp(now))).rowcount
+                       (name, passwords().hash(password), tx.timestamp(now))).rowcount
     if not added:
         raise ConfigError([f"{name} exists already; `users password {name}` sets a new password"])
 
 
 def change_password(tx: Transaction, name: str, password: str) -> bool:
     """Set a new password and end every session of that person; False if there is no such person."""
-    changed = tx.execute("UPDATE users SET password = ? WHERE name = ?", (_PASSWORDS.hash(password), name)).rowcount
+    changed = tx.execute("UPDATE users SET password = ? WHERE name = ?", (passwords().hash(password), name)).rowcount
     tx.execute("DELETE FROM sessions WHERE name = ?", (name,))
     return changed == 1
 
@@ -3710,16 +3714,17 @@ class LockedOut(Exception):
 def password_matches(hashed: str | None, password: str) -> bool:
     """Does the password match the stored hash? With no hash (no such person) a hash is still checked,
     so that an unknown name takes as long as a wrong password."""
+    errors = importlib.import_module("argon2.exceptions")
     try:
-        return _PASSWORDS.verify(hashed or _nobodys_hash(), password) and hashed is not None
-    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return passwords().verify(hashed or _nobodys_hash(), password) and hashed is not None
+    except (errors.VerificationError, errors.InvalidHashError):
         return False
 
 
 @functools.cache
 def _nobodys_hash() -> str:
     """The hash an unknown name is checked against (made once, of a password no one knows)."""
-    return _PASSWORDS.hash(secrets.token_urlsafe(16))
+    return passwords().hash(secrets.token_urlsafe(16))
 
 
 def session_of(tx: Transaction, token: str, now: float, idle_hours: int) -> Session | None:
@@ -4027,8 +4032,13 @@ class Inbox:
         self.store = store
         self.not_customers = frozenset(settings.plivo_number) | frozenset(settings.forward_to)
         self.secure_cookie = settings.public_url.startswith("https://")
-        self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_FILES), autoescape=True,
-                                            undefined=jinja2.StrictUndefined)
+
+    @functools.cached_property
+    def templates(self) -> Any:
+        """The pages' templates: every value escaped (Jinja2, imported when a page is first rendered)."""
+        jinja2 = importlib.import_module("jinja2")
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_FILES), autoescape=True,
+                                  undefined=jinja2.StrictUndefined)
 
     def routes(self) -> dict[str, dict[str, Callable[[WSGIEnvironment], Response]]]:
         return {INBOX_PATH: {"GET": self.list_page},

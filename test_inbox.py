@@ -222,7 +222,8 @@ class TestLogin:
 
             def __getattr__(self, name):
                 return getattr(self.hasher, name)
-        monkeypatch.setattr(sms_responder, "_PASSWORDS", Spy(sms_responder._PASSWORDS))
+        hasher = Spy(sms_responder.passwords())
+        monkeypatch.setattr(sms_responder, "passwords", lambda: hasher)
         browser = webtest.TestApp(app)
         log_in(browser, "nobody", status=401)
         log_in(browser, "alice", "wrong password!!", status=401)
