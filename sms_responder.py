@@ -4329,16 +4329,7 @@ def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessa
 
 def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessage]:
     """The last query.limit inbound messages that match (newest first), each with its reply's outbox status."""
-    conditions, params = ["1 = 1"], []
-    if query.sender:
-        conditions.append("m.from_number IN (?, ?)")
-        params += number_forms(query.sender)
-    if query.recipient:
-        conditions.append("m.to_number IN (?, ?)")
-        params += number_forms(query.recipient)
-    if query.since is not None:
-        conditions.append("m.received_at >= ?")
-        params.append(history.timestamp(query.since))
+    conditions, params = query_filters(history, query, "m.from_number", "m.to_number", "m.received_at")
     if query.rule is not None:
         conditions.append("m.rule = ?")
         params.append(query.rule)
@@ -4351,20 +4342,26 @@ def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessag
                           tuple(row[11].split(",")) if row[11] else (), row[12]) for row in rows]
 
 
+def query_filters(history: Transaction, query: MessageQuery, sender_column: str, recipient_column: str,
+                  time_column: str) -> tuple[list[str], list[object]]:
+    """The WHERE conditions (and their parameters) of a query's sender, recipient and since, on these columns."""
+    conditions, params = ["1 = 1"], []
+    for column, number in ((sender_column, query.sender), (recipient_column, query.recipient)):
+        if number:
+            conditions.append(f"{column} IN (?, ?)")
+            params += number_forms(number)
+    if query.since is not None:
+        conditions.append(f"{time_column} >= ?")
+        params.append(history.timestamp(query.since))
+    return conditions, params
+
+
 def find_outbound(history: Transaction, query: MessageQuery) -> list[OutboundMessage]:
     """The last query.limit outbound messages that match (newest first): from (src) and to (dst) as for inbound."""
     if query.rule is not None:  # rules answer inbound messages only
         return []
-    conditions, params = ["kind = 'outbound'"], []
-    if query.sender:
-        conditions.append("src IN (?, ?)")
-        params += number_forms(query.sender)
-    if query.recipient:
-        conditions.append("dst IN (?, ?)")
-        params += number_forms(query.recipient)
-    if query.since is not None:
-        conditions.append("queued_at >= ?")
-        params.append(history.timestamp(query.since))
+    conditions, params = query_filters(history, query, "src", "dst", "queued_at")
+    conditions.append("kind = 'outbound'")
     rows = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE " + " AND ".join(conditions) +
                            " ORDER BY queued_at DESC, public_id DESC LIMIT ?", (*params, query.limit)).fetchall()
     return [_outbound(history, row) for row in rows]
