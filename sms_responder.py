@@ -5,13 +5,16 @@ Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks P
 signature, stores the message exactly once (SQLite, or PostgreSQL for several hosts), honours
 STOP/START/HELP, limits automatic replies per sender, answers by reply rules or a reply
 function, forwards to a person and relays their answers, and sends in Plivo XML, or through
-the Plivo REST API from an outbox (REPLY_MODE=api).
+the Plivo REST API from an outbox (REPLY_MODE=api). The business's own systems text first
+through /api/messages, and its people read and answer every conversation at /inbox.
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
-    python sms_responder.py worker          # send queued replies (REPLY_MODE=api)
+    python sms_responder.py worker          # send the outbox: API replies, messages sent first
     python sms_responder.py send "hello"    # play Plivo against the running service
     python sms_responder.py try HOURS       # what would be answered now, without storing anything
     python sms_responder.py messages -f     # the conversations, as they arrive (also: stats, opt-outs, purge)
+    python sms_responder.py text +14155550123 "Your order is ready"    # text first
+    python sms_responder.py tokens add shop # a token for /api/messages (users add NAME: a login for /inbox)
     gunicorn sms_responder:application      # or any other WSGI host
 
 Settings come from the environment and a .env file, reply rules from RULES_FILE; see README.md.
@@ -4981,9 +4984,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve_parser.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port to listen on (default: PORT, else 3000)")
     serve_parser.add_argument("--with-worker", action="store_true",
-                              help="also send queued replies (REPLY_MODE=api) from this process")
+                              help="also send the outbox (API replies, messages sent first) from this process")
     serve_parser.set_defaults(run=serve)
-    worker_parser = commands.add_parser("worker", help="send queued replies through the Plivo REST API")
+    worker_parser = commands.add_parser("worker", help="send the outbox through the Plivo REST API: replies"
+                                        " (REPLY_MODE=api) and messages sent first")
     worker_parser.set_defaults(run=run_worker)
     send_parser = commands.add_parser("send", help="post a signed test SMS to the webhook, print the answer")
     send_parser.add_argument("text", help="the message text")
