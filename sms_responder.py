@@ -9,7 +9,7 @@ the Plivo REST API from an outbox (REPLY_MODE=api). The business's own systems t
 through /api/messages, and its people read and answer every conversation at /inbox.
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
-    python sms_responder.py worker          # send the outbox: API replies, messages sent first
+    python sms_responder.py worker          # send the outbox: replies (REPLY_MODE=api), texts sent first
     python sms_responder.py send "hello"    # play Plivo against the running service
     python sms_responder.py try HOURS       # what would be answered now, without storing anything
     python sms_responder.py messages -f     # the conversations, as they arrive (also: stats, opt-outs, purge)
@@ -4984,7 +4984,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve_parser.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port to listen on (default: PORT, else 3000)")
     serve_parser.add_argument("--with-worker", action="store_true",
-                              help="also send the outbox (API replies, messages sent first) from this process")
+                              help="also run the worker in this process (it sends the outbox: replies in"
+                                   " REPLY_MODE=api, texts sent first)")
     serve_parser.set_defaults(run=serve)
     worker_parser = commands.add_parser("worker", help="send the outbox through the Plivo REST API: replies"
                                         " (REPLY_MODE=api) and messages sent first")
