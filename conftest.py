@@ -139,6 +139,16 @@ def rules_path_for(tmp_path):
 
 
 @pytest.fixture
+def fake_api():
+    """Plivo's Send Message API on 127.0.0.1 (fake_plivo_api), with the suite's credentials; stopped after the test."""
+    from fake_plivo_api import FakePlivoAPI
+    from test_sms_responder import AUTH_ID, AUTH_TOKEN
+
+    with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
+        yield api
+
+
+@pytest.fixture
 def make_app(database_url):
     """Build apps on the test's database from settings given by field name; closed after the test."""
     from sms_responder import create_app

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import webtest
@@ -21,12 +21,11 @@ from conftest import MODULE, connect, load_previous_release, query
 from fake_plivo_api import FakePlivoAPI
 from sms_responder import ConfigError, Settings
 from test_reliability import post_raw, signed_body
-from test_sms_responder import AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post, signed
+from test_sms_responder import AUTH_ID, AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post, signed
 
 OWNER = "14155550188"
 OWNER_2 = "14155550177"
 CUSTOMER = SENDER
-AUTH_ID = "MAFAKEAUTHID00000001"
 
 
 # -- Helpers -----------------------------------------------------------------

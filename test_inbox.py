@@ -18,10 +18,8 @@ import webtest
 
 import sms_responder
 from conftest import MODULE, connect, query
-from fake_plivo_api import FakePlivoAPI
-from test_sms_responder import AUTH_TOKEN, OUR_NUMBER, SENDER, inbound, post
+from test_sms_responder import AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, inbound, post
 
-AUTH_ID = "MAFAKEAUTHID00000001"
 OWNER = "14155550188"
 PASSWORD = "correct horse battery staple"
 INBOX = sms_responder.INBOX_PATH
@@ -29,12 +27,6 @@ CONVERSATION = f"{INBOX}/conversations/{SENDER}/{OUR_NUMBER}"
 
 
 # -- Helpers -----------------------------------------------------------------
-
-@pytest.fixture
-def fake_api():
-    with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
-        yield api
-
 
 @pytest.fixture
 def env(database_url, fake_api):

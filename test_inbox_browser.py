@@ -17,13 +17,11 @@ import pytest
 
 import sms_responder
 from conftest import MODULE, query
-from fake_plivo_api import FakePlivoAPI
 from test_outbound import post_raw_path
 from test_reliability import post_raw, signed_body
-from test_sms_responder import AUTH_TOKEN, OUR_NUMBER, SENDER, inbound
+from test_sms_responder import AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, inbound
 from throwaway_postgres import free_port
 
-AUTH_ID = "MAFAKEAUTHID00000001"
 OWNER = "14155550188"
 PASSWORD = "correct horse battery staple"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,12 +40,6 @@ def browser():
             "--disable-sync", "--no-first-run", "--disable-quic"])
         yield chromium
         chromium.close()
-
-
-@pytest.fixture
-def fake_api():
-    with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
-        yield api
 
 
 @pytest.fixture

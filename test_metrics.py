@@ -25,9 +25,8 @@ import pytest
 from conftest import MODULE
 from fake_plivo_api import FakePlivoAPI
 from test_reliability import post_raw, signed_body
-from test_sms_responder import AUTH_TOKEN, OUR_NUMBER, inbound
+from test_sms_responder import AUTH_ID, AUTH_TOKEN, OUR_NUMBER, inbound
 
-AUTH_ID = "MAFAKEAUTHID00000001"
 METRICS_TOKEN = "scrape-me-please"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 

@@ -26,21 +26,13 @@ from hypothesis import strategies as st
 
 import sms_responder
 from conftest import MODULE, connect, query
-from fake_plivo_api import FakePlivoAPI
-from test_sms_responder import AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post, sdk_v3_signature
+from test_sms_responder import AUTH_ID, AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post, sdk_v3_signature
 
-AUTH_ID = "MAFAKEAUTHID00000001"
 NUMBERS = f"{OUR_NUMBER},{OTHER_NUMBER}"
 API = sms_responder.API_MESSAGES_PATH
 
 
 # -- Helpers -----------------------------------------------------------------
-
-@pytest.fixture
-def fake_api():
-    with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
-        yield api
-
 
 @pytest.fixture
 def env(database_url, fake_api, tmp_path):

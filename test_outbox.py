@@ -18,24 +18,16 @@ import webtest
 
 import sms_responder
 from conftest import query
-from fake_plivo_api import FakePlivoAPI
 from sms_responder import OutboxWorker
-from test_sms_responder import (AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, count, inbound, post, reply_of, signed,
+from test_sms_responder import (AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, count, inbound, post, reply_of, signed,
                                 signed_v2)
 
-AUTH_ID = "MAFAKEAUTHID00000001"
 PUBLIC_URL = "https://sms.example.com"
 STATUS_PATH = sms_responder.STATUS_PATH
 STATUS_URL = f"http://localhost:80{STATUS_PATH}"
 
 
 # -- Fixtures and helpers -----------------------------------------------------
-
-@pytest.fixture
-def fake_api():
-    with FakePlivoAPI(AUTH_ID, AUTH_TOKEN) as api:
-        yield api
-
 
 @pytest.fixture
 def api_settings(fake_api):

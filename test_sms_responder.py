@@ -38,6 +38,7 @@ import sms_responder
 from sms_responder import ConfigError, Settings, create_app
 
 AUTH_TOKEN = "test-auth-token"
+AUTH_ID = "MAFAKEAUTHID00000001"  # the fake Plivo API's account (fake_plivo_api)
 OUR_NUMBER = "14155550100"
 OTHER_NUMBER = "14155550199"
 SENDER = "14155550123"
