@@ -71,6 +71,12 @@ class Service:
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself; not run on PostgreSQL")
     config.addinivalue_line("markers", "postgresql_only: about PostgreSQL itself; not run on SQLite")
+    config.addinivalue_line("markers", "slow: takes tens of seconds; started first, so that a parallel run"
+                                       " (pytest-xdist) does not end waiting for it alone")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise in file order
 
 
 def pytest_generate_tests(metafunc):
@@ -308,13 +314,23 @@ FIGURES = {}
 
 
 @pytest.fixture
-def figures():
-    """A dict a test fills with what it measured; printed in the terminal summary."""
-    return FIGURES
+def figures(request):
+    """A dict a test fills with what it measured; printed in the terminal summary. It travels with the
+    test's report, so that figures measured in pytest-xdist's worker processes reach the summary too."""
+    measured = {}
+    yield measured
+    request.node.user_properties.append(("figures", measured))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        for name, measured in report.user_properties:
+            if name == "figures":
+                FIGURES.update(measured)
 
 
 def pytest_terminal_summary(terminalreporter):
     if FIGURES:
         terminalreporter.section("measured")
-        for name, values in FIGURES.items():
+        for name, values in sorted(FIGURES.items()):
             terminalreporter.write_line(f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items()))

@@ -422,6 +422,7 @@ class TestWorkerProcesses:
         assert fake_api.accepted[0]["text"] == "MESSAGE 0 from my program"
         assert worker.stop() == 0
 
+    @pytest.mark.slow
     def test_kill_9_mid_send_is_sent_once_after_the_lease(self, services, worker_env, fake_api, database_url, backend,
                                                           figures):
         queue_messages(worker_env, 1)
