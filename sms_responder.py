@@ -1885,8 +1885,13 @@ class ConsentMatch:
         return f"{self.kind}: {self.words}"
 
 
-_SENTENCE_END = re.compile("[.!?;,\n\r\u2028\u2029]")
-_NOT_A_WORD = re.compile(r"[\W_]+")  # \w is a letter, a digit or "_" (str.isalnum, and "_")
+_SENTENCE_ENDS = ".!?;,\n\r\u2028\u2029"
+_SENTENCE_END = re.compile(f"[{_SENTENCE_ENDS}]")
+_NOT_A_WORD = re.compile(r"[^\w\n]+|_+")  # \w is a letter, a digit or "_" (str.isalnum, and "_")
+#: ASCII bytes as sentence_marks() writes them: letters lower case, digits, a sentence's end a line break,
+#: anything else a space. In ASCII, NFKC and accents change nothing and case folding is lower().
+_ASCII_MARKS = bytes(ord(c.lower()) if c.isascii() and c.isalnum() else ord("\n") if c in _SENTENCE_ENDS
+                     else ord(" ") for c in map(chr, range(256)))
 
 
 def consent_words(text: str) -> tuple[str, list[str]]:
@@ -1897,10 +1902,20 @@ def consent_words(text: str) -> tuple[str, list[str]]:
     space ("opt-out" reads "opt out", "s'il vous plaît" reads "s il vous plait"), whitespace
     collapsed. Sentences end at . ! ? ; , and line breaks, cut before the punctuation goes.
     """
+    return words_and_sentences(sentence_marks(text))
+
+
+def sentence_marks(text: str) -> str:
+    """The text normalized as consent_words() says, sentences ending in line breaks, spaces not collapsed."""
+    if text.isascii():  # most messages: one table, in C
+        return text.encode().translate(_ASCII_MARKS).decode()
     folded = unicodedata.normalize("NFKC", text).casefold()
-    if not folded.isascii():
-        folded = "".join(c for c in unicodedata.normalize("NFD", folded) if unicodedata.category(c) != "Mn")
-    sentences = [" ".join(_NOT_A_WORD.sub(" ", part).split()) for part in _SENTENCE_END.split(folded)]
+    folded = "".join(c for c in unicodedata.normalize("NFD", folded) if unicodedata.category(c) != "Mn")
+    return _NOT_A_WORD.sub(" ", _SENTENCE_END.sub("\n", folded))
+
+
+def words_and_sentences(marked: str) -> tuple[str, list[str]]:
+    sentences = [" ".join(part.split()) for part in marked.split("\n")]
     sentences = [sentence for sentence in sentences if sentence]
     return " ".join(sentences), sentences
 
@@ -1911,13 +1926,19 @@ def _any(phrases: Iterable[str]) -> str:
     return "(?:" + "|".join(re.escape(phrase) for phrase in sorted(normalized, key=lambda p: (-len(p), p))) + ")"
 
 
-def _not_after(*lists: Iterable[str]) -> str:
-    """Lookbehinds: what is about to match does not follow any of these words (the text starts with a space)."""
+def _not_after(*lists: Iterable[str], ending: str = "") -> str:
+    """Lookbehinds: the `ending` just matched (or what is about to match) follows none of these words."""
     words = sorted({consent_words(word)[0] for words in lists for word in words})
-    return "".join(f"(?<! {re.escape(word)} )" for word in words)
+    return "".join(f"(?<! {re.escape(word)} {ending})" for word in words)
 
 
-def _anchors(*lists: Iterable[str]) -> str:
+def _not_negated(phrases: str) -> str:
+    """A pattern for one of the phrases (an _any()) that follows no negation. The negations are looked at
+    only where a phrase starts: a lookbehind tried at every word costs more than the whole match."""
+    return rf"(?={phrases} ){_not_after(NEGATIONS)}{phrases}"
+
+
+def _anchors(*lists: Iterable[str]) -> frozenset[str]:
     """One word of each phrase: a text holding none of them holds none of the phrases. Shorter phrases
     first, and a phrase holding a word already chosen adds none (the longest word of the others)."""
     chosen: set[str] = set()
@@ -1925,40 +1946,43 @@ def _anchors(*lists: Iterable[str]) -> str:
                          key=lambda phrase: (phrase.count(" "), phrase)):
         if chosen.isdisjoint(phrase.split()):
             chosen.add(max(phrase.split(), key=len))
-    return "|".join(sorted(chosen))
+    return frozenset(chosen)
+
+
+@functools.cache
+def _compiled(source: str) -> re.Pattern[str]:
+    """A pattern below, compiled on first use: compiling them all takes 10 ms, which every command would
+    otherwise pay at import, most of them never reading a message."""
+    return re.compile(source)
 
 
 # The patterns, built from the lists; each runs on a normalized text with a space before and after it.
 _COURTESY = _any(COURTESY_WORDS)
 _KEYWORD_KINDS = {consent_words(word)[0]: kind for kind, words in OPT_OUT_KEYWORDS.items() for word in words}
 #: A whole message of opt-out keywords and courtesy words, at least one keyword.
-_WHOLE_MESSAGE = re.compile(rf" (?:{_COURTESY} )*+(?P<keyword>{_any(_KEYWORD_KINDS)}) "
-                            rf"(?:(?:{_any(_KEYWORD_KINDS)}|{_COURTESY}) )*+")
+_WHOLE_MESSAGE = (rf" (?:{_COURTESY} )*+(?P<keyword>{_any(_KEYWORD_KINDS)}) "
+                  rf"(?:(?:{_any(_KEYWORD_KINDS)}|{_COURTESY}) )*+")
 #: A rules file's [consent] phrase without the courtesy words around it (run on the file, not on messages).
-_AROUND = re.compile(rf" (?:{_COURTESY} )*+(?P<core>.+?)(?: {_COURTESY})*+ ")
+_AROUND = rf" (?:{_COURTESY} )*+(?P<core>.+?)(?: {_COURTESY})*+ "
 #: A refusal of texting that ends its sentence.
-_REFUSAL = re.compile(
-    rf" {_not_after(NEGATIONS)}(?P<refusal>{_any(REFUSALS + WRITER_REFUSALS)})(?: {_any(SENDING)})?"
+_REFUSAL = (
+    rf" (?P<refusal>{_not_negated(_any(REFUSALS + WRITER_REFUSALS))})(?: {_any(SENDING)})?"
     rf"(?: {_any(PEOPLE)})?(?: {_any(DETERMINERS)})?(?: {_any(KINDS)})? (?P<texting>{_any(TEXTING)})"
     rf"(?: {_any(AFTER_TEXTING + COURTESY_WORDS)})*+ $")
 _WRITERS = frozenset(consent_words(refusal)[0] for refusal in WRITER_REFUSALS)
 _SUBJECTS = frozenset(SUBJECTS)
 _REQUEST_LEADS = frozenset(REQUEST_LEADS)
 #: A request to be taken off, or to opt out.
-_REMOVAL = re.compile(
-    rf" {_not_after(NEGATIONS)}(?P<request>{_any(REMOVALS)})(?:(?: {_any(AFTER_TEXTING + COURTESY_WORDS)})*+ $"
+_REMOVAL = (
+    rf" (?P<request>{_not_negated(_any(REMOVALS))})(?:(?: {_any(AFTER_TEXTING + COURTESY_WORDS)})*+ $"
     rf"| (?:(?:from|off|of) )?(?:{_any(DETERMINERS)} )?(?:{_any(KINDS)} )?{_any(LISTS)} )")
-_OPT_OUT_REQUEST = re.compile(rf" {_not_after(NEGATIONS)}(?P<request>{_any(OPT_OUT_REQUESTS)}) ")
+_OPT_OUT_REQUEST = rf" (?P<request>{_not_negated(_any(OPT_OUT_REQUESTS))}) "
 #: Maybe an opt-out: one of MAYBE_WORDS, but not `stop` in a visit, a place, or after a negation.
-_MAYBE = re.compile(rf" (?P<word>{_not_after(STOP_PLACES, NEGATIONS)}stop(?! {_any(STOP_VISITS)} )"
-                    rf"|{_any(set(MAYBE_WORDS) - {'stop'})})(?= )")
+_MAYBE = (rf" (?P<word>stop{_not_after(STOP_PLACES, NEGATIONS, ending='stop')}(?! {_any(STOP_VISITS)} )"
+          rf"|{_any(set(MAYBE_WORDS) - {'stop'})})(?= )")
 #: Every class needs a whole phrase of one of these lists; a text holding no word of any (its anchors, one
 #: word of each phrase) is decided at a glance, without normalizing it (Consent.of).
 ANCHORED_LISTS = (*OPT_OUT_KEYWORDS.values(), TEXTING, REMOVALS, OPT_OUT_REQUESTS, MAYBE_WORDS)
-
-
-def _anchor_pattern(anchors: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![a-z0-9])(?:{anchors})(?![a-z0-9])")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1966,7 +1990,7 @@ class Consent:
     """How messages are read for consent: the lists above, and a rules file's own [consent] phrases."""
 
     own_phrases: frozenset[str] = frozenset()  # normalized, courtesy words stripped
-    anchors: re.Pattern[str] = _anchor_pattern(_anchors(*ANCHORED_LISTS))
+    anchors: frozenset[str] = _anchors(*ANCHORED_LISTS)
     own: re.Pattern[str] | None = None  # a whole message of one own phrase and courtesy words
 
     @classmethod
@@ -1974,15 +1998,14 @@ class Consent:
         """The built-in classes and these phrases (each normalized and stripped by own_phrase_of)."""
         phrases = frozenset(phrases)
         own = re.compile(rf" (?:{_COURTESY} )*+(?P<core>{_any(phrases)}) (?:{_COURTESY} )*+") if phrases else None
-        return cls(phrases, _anchor_pattern(_anchors(*ANCHORED_LISTS, phrases)), own)
+        return cls(phrases, _anchors(*ANCHORED_LISTS, phrases), own)
 
     def of(self, text: str) -> ConsentMatch | None:
         """The consent class of a message and what matched; None: not an opt-out."""
-        if text.isascii() and not self.anchors.search(text.lower()):
-            return None  # most messages: none of the words any class needs (ASCII needs no normalizing)
-        whole, sentences = consent_words(text)
-        if not self.anchors.search(whole):
-            return None
+        marked = sentence_marks(text)
+        if self.anchors.isdisjoint(marked.split()):
+            return None  # most messages: none of the words any class needs, so no pattern runs
+        whole, sentences = words_and_sentences(marked)
         padded = f" {whole} "
         return (self.own_phrase_in(padded) or whole_message_opt_out(padded)
                 or next((request for request in map(request_in, sentences) if request), None)
@@ -1999,23 +2022,23 @@ CONSENT = Consent()
 
 def own_phrase_of(words: str) -> str | None:
     """A normalized phrase without the courtesy words around it; None when nothing else is left."""
-    match = _AROUND.fullmatch(f" {words} ")
+    match = _compiled(_AROUND).fullmatch(f" {words} ")
     return match["core"] if match else None
 
 
 def whole_message_opt_out(padded: str) -> ConsentMatch | None:
     """Clear: opt-out keywords (English, Spanish, French) and courtesy words, nothing else."""
-    match = _WHOLE_MESSAGE.fullmatch(padded)
+    match = _compiled(_WHOLE_MESSAGE).fullmatch(padded)
     return ConsentMatch(Revocation.CLEAR, _KEYWORD_KINDS[match["keyword"]], match["keyword"]) if match else None
 
 
 def request_in(sentence: str) -> ConsentMatch | None:
     """Clear: a request for no more messages in this sentence (a refusal of texting, a removal, an opt-out)."""
     padded = f" {sentence} "
-    request = _REMOVAL.search(padded) or _OPT_OUT_REQUEST.search(padded)
+    request = _compiled(_REMOVAL).search(padded) or _compiled(_OPT_OUT_REQUEST).search(padded)
     if request:
         return ConsentMatch(Revocation.CLEAR, "phrase", request["request"])
-    refusal = _REFUSAL.search(padded)
+    refusal = _compiled(_REFUSAL).search(padded)
     if refusal is None or not is_request(padded[:refusal.start("refusal")].split(), refusal["refusal"]):
         return None
     return ConsentMatch(Revocation.CLEAR, "phrase", padded[refusal.start("refusal"):refusal.end("texting")])
@@ -2030,7 +2053,7 @@ def is_request(before: list[str], refusal: str) -> bool:
 def maybe_opt_out(padded: str) -> ConsentMatch | None:
     """Maybe: stop, unsubscribe, unsub, optout, opt out or revoke as a whole word, `stop` not as a visit,
     a place, or after a negation."""
-    match = _MAYBE.search(padded)
+    match = _compiled(_MAYBE).search(padded)
     return ConsentMatch(Revocation.MAYBE, "word", match["word"]) if match else None
 
 
