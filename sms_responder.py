@@ -1824,7 +1824,7 @@ OPT_OUT_KEYWORDS = {
 # A request for no more messages: a refusal whose object is texting itself, in any sentence.
 #: The refusals. After a subject ("I never text", "you never text me back") a sentence tells of
 #: someone's texting, not a request, unless it also asks (REQUEST_LEADS: "can you stop texting me").
-REFUSALS = ("stop", "quit", "cease", "don't", "dont", "do not", "never")
+REFUSALS = ("stop", "quit", "cease", "don't", "dont", "do not", "never", "put a stop to")
 #: Refusals that are the writer's own request whoever the sentence names: "I want no more texts".
 WRITER_REFUSALS = ("no more", "don't want", "dont want", "do not want", "don't need", "dont need", "do not need")
 SUBJECTS = ("i", "im", "we", "he", "she", "they", "you", "u", "my", "our", "people", "someone")

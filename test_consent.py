@@ -84,6 +84,7 @@ EXAMPLES = [
     ("Don’t text me", "clear", "phrase: don t text"),  # a typographic apostrophe
     ("who is this?\nstop texting this number", "clear", "phrase: stop texting"),
     ("Can you unsubscribe me? Thanks", "clear", "phrase: unsubscribe me"),
+    ("Please put a stop to these texts", "clear", "phrase: put a stop to these texts"),
     # Spanish and French, alone or with courtesy words: the contract's words ...
     ("alto", "clear", "spanish: alto"),
     ("Basta", "clear", "spanish: basta"),
