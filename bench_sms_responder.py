@@ -46,6 +46,9 @@ from fake_plivo_api import FakePlivoAPI
 from throwaway_postgres import PostgresServer, free_port, postgres_bin
 
 TOKEN = "bench-auth-token"
+#: Ordinary texts customers send (the consent corpus): an ordinary message's cost, beside "hello".
+ORDINARY_TEXTS = [line for line in (Path(__file__).parent / "testdata" / "ordinary_messages.txt").read_text()
+                  .splitlines() if line and not line.startswith("#")]
 OUR_NUMBER = "14155550100"
 AUTH_ID = "MABENCHAUTHID0000001"
 URL = f"http://bench.example{sms_responder.WEBHOOK_PATH}"
@@ -92,8 +95,10 @@ def path_requests(count):
     senders = [f"1415{i:07d}" for i in range(count)]
     replied = [webhook_form(sender, "hello") for sender in senders]
     stop_senders = [f"1416{i:07d}" for i in range(count)]
+    ordinary = [webhook_form(f"1419{i:07d}", ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]) for i in range(count)]
     return {
         "replied": [signed_request(form) for form in replied],
+        "replied, ordinary texts": [signed_request(form) for form in ordinary],
         "duplicate": [signed_request(form) for form in replied],  # the same MessageUUIDs again
         "bad signature": [signed_request(webhook_form(sender, "hello"), token="wrong") for sender in senders],
         "STOP": [signed_request(webhook_form(sender, "STOP")) for sender in stop_senders],
@@ -141,6 +146,9 @@ def run_inprocess(args):
             with_metrics, metrics_call = replied_with_metrics(args, Path(folder))
             rounds.setdefault("replied, METRICS_TOKEN set", []).append(with_metrics)
             rounds.setdefault("  of which the metrics' call", []).append(metrics_call)
+            if hasattr(sms_responder, "CONSENT"):  # a release before the consent classes has no matcher
+                for path, cost in consent_matcher_cost().items():
+                    rounds.setdefault(path, []).append(cost)
     shutil.rmtree(counts, ignore_errors=True)
     rows = [{"path": path, "wall_us": round(statistics.median(w for w, _ in samples), 1),
              "cpu_us": round(statistics.median(c for _, c in samples), 1)} for path, samples in rounds.items()]
@@ -168,6 +176,25 @@ def replied_with_metrics(args, folder):
     call_wall, call_cpu = time.perf_counter() - call_wall, time.process_time() - call_cpu
     app.close()
     return (wall / len(environs) * 1e6, cpu / len(environs) * 1e6), (call_wall / calls * 1e6, call_cpu / calls * 1e6)
+
+
+def consent_matcher_cost(loops=100):
+    """(wall, cpu) µs per call of the consent classes' matcher alone (it runs on every customer's message
+    no keyword matched): over the ordinary texts, and over those of them it reads in full (the others
+    hold none of the words any class needs and are decided by a quick look)."""
+    read_in_full = [text for text in ORDINARY_TEXTS
+                    if not sms_responder.CONSENT.anchors.isdisjoint(sms_responder.sentence_marks(text).split())]
+    costs = {}
+    for name, texts in (("consent matcher, ordinary texts", ORDINARY_TEXTS),
+                        ("  of which those read in full", read_in_full)):
+        classify = sms_responder.CONSENT.of
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(loops):
+            for text in texts:
+                classify(text)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        costs[f"{name} ({len(texts)})"] = (wall / (loops * len(texts)) * 1e6, cpu / (loops * len(texts)) * 1e6)
+    return costs
 
 
 # -- What reply rules cost -------------------------------------------------------

@@ -3,10 +3,11 @@
 
 Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks Plivo's
 signature, stores the message exactly once (SQLite, or PostgreSQL for several hosts), honours
-STOP/START/HELP, limits automatic replies per sender, answers by reply rules or a reply
-function, forwards to a person and relays their answers, and sends in Plivo XML, or through
-the Plivo REST API from an outbox (REPLY_MODE=api). The business's own systems text first
-through /api/messages, and its people read and answer every conversation at /inbox.
+STOP/START/HELP and opt-outs as people write them, limits automatic replies per sender, answers
+by reply rules or a reply function, forwards to a person and relays their answers, and sends in
+Plivo XML, or through the Plivo REST API from an outbox (REPLY_MODE=api). The business's own
+systems text first through /api/messages, and its people read and answer every conversation at
+/inbox.
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
     python sms_responder.py worker          # send the outbox: replies (REPLY_MODE=api), texts sent first
@@ -31,6 +32,8 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
                           dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
     Signature             Plivo's V3 and V2 signatures, checked as the SDK builds them
     Messages              an inbound message, keywords, outcomes, decisions, reply text, segments, XML
+    Keywords and consent  opt-outs as people write them (OPT_OUT_MATCH): the word lists, the patterns
+                          built from them, the consent question's read
     Reply rules           RULES_FILE: parsed and checked, reloaded, the first match, their reads
     A person in the loop  FORWARD_TO: forwards to the owners and relays their answers, their reads
     HTTP plumbing         body limits, form parsing, the fields of both webhooks
@@ -126,6 +129,8 @@ OPT_OUT_WORDS = frozenset({
 })
 OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
 HELP_WORDS = frozenset({"help", "info"})
+#: Opt-in words only for a sender who has opted out; from anyone else an ordinary message ("Reply YES to confirm").
+OPT_IN_WHEN_OPTED_OUT = frozenset({"yes"})
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
 # A large database: index pages are read through the OS page cache, shared by every connection and
@@ -257,6 +262,7 @@ DEFAULT_HELP_TEXT = ("This number sends automated replies. Reply STOP to unsubsc
 DEFAULT_STOP_TEXT = ("You have been unsubscribed and will not receive any more messages from this number. "
                      "Reply START to resubscribe.")
 DEFAULT_START_TEXT = "You have been resubscribed and will receive messages from this number. Reply STOP to unsubscribe."
+DEFAULT_CONSENT_CHECK_TEXT = "Do you want to stop getting texts from this number? Reply STOP to stop them."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +284,8 @@ class Settings:
     help_text: str = setting(DEFAULT_HELP_TEXT)
     stop_text: str = setting(DEFAULT_STOP_TEXT)
     start_text: str = setting(DEFAULT_START_TEXT)
+    opt_out_match: str = setting("phrases", _choice("phrases", "exact"))
+    consent_check_text: str = setting(DEFAULT_CONSENT_CHECK_TEXT, _reply_template)
     reply_limit: int = setting(10, _integer(0))
     reply_window: int = setting(60, _integer(1))
     max_body_bytes: int = setting(65536, _integer(1))
@@ -832,18 +840,19 @@ class MessageState:
 
 
 # The one read a new message is decided from. Outcomes are written out, so that the index
-# messages_by_sender (sender, outcome, time) seeks straight to the replies, and (rules with `after`) to
-# each outcome a customer's message can have, within the rules' longest `within`, however much the
-# sender has sent before.
+# messages_by_sender (sender, outcome, time) seeks straight to the limited replies (automatic replies,
+# HELP answers, consent questions), and (rules with `after`) to each outcome a customer's message can
+# have, within the rules' longest `within`, however much the sender has sent before.
 STATE_SQL = (
     "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
     " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
     " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
-    " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped') AND received_at >= ?)")
+    " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped', 'consent_check')"
+    " AND received_at >= ?)")
 STATE_AND_PREVIOUS_SQL = (
     STATE_SQL + ", previous.rule, previous.received_at FROM (SELECT 1) AS one LEFT JOIN (SELECT rule, received_at"
     " FROM messages WHERE from_number = ? AND outcome IN ('replied', 'no_reply', 'helped', 'started', 'stopped',"
-    " 'opted_out', 'rate_limited', 'plivo_keyword') AND received_at >= ? AND to_number IN (?, ?)"
+    " 'opted_out', 'rate_limited', 'plivo_keyword', 'consent_check') AND received_at >= ? AND to_number IN (?, ?)"
     " ORDER BY received_at DESC LIMIT 1) AS previous ON TRUE")
 
 
@@ -1611,6 +1620,7 @@ class Outcome(enum.Enum):
     HELPED = "helped"              # HELP_TEXT sent
     STOPPED = "stopped"            # opt-out recorded, STOP_TEXT sent
     STARTED = "started"            # opt-out removed, START_TEXT sent
+    CONSENT_CHECK = "consent_check"  # may be an opt-out in other words: CONSENT_CHECK_TEXT asks (once a day)
     OPTED_OUT = "opted_out"        # the sender has opted out: stored, no reply
     RATE_LIMITED = "rate_limited"  # over REPLY_LIMIT: stored, no reply
     PLIVO_KEYWORD = "plivo_keyword"  # MessageIntent set: Plivo answered, we recorded the effect
@@ -1627,12 +1637,14 @@ class Outcome(enum.Enum):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     """What a new message gets: its outcome, the reply (None: no reply), the rule that matched,
-    the opt-out change to record (Keyword.OPT_OUT or OPT_IN), and what a person in the loop adds."""
+    the opt-out change to record (Keyword.OPT_OUT or OPT_IN), what the consent classes read in
+    it, and what a person in the loop adds."""
 
     outcome: Outcome
     reply: str | None = None
     rule: Rule | None = None
     change: Keyword | None = None
+    consent: ConsentMatch | None = None  # an opt-out in other words, or maybe one (OPT_OUT_MATCH=phrases)
     deferred: bool = False              # REPLY_MODE=api: the worker runs the reply function
     relayed_to: str | None = None       # an owner's relay: the customer the reply goes to
     forwarded_to: tuple[str, ...] = ()  # the owners the message is forwarded to
@@ -1775,6 +1787,285 @@ def _xml_escape(value: str, escapes: tuple[re.Pattern[str], dict[str, str]]) -> 
     return special.sub(lambda match: replacements[match[0]], value) if special.search(value) else value
 
 
+# -- Keywords and consent: opt-outs as people write them ----------------------
+#
+# Step 7's families match a whole message exactly, as carriers and Plivo do. People also write
+# "Please stop texting me", "unsubscribe me", "no más" or "ＳＴＯＰ", and since 11 April 2025 the FCC's
+# rule (47 CFR 64.1200(a)(10)-(12)) counts any reasonable way of saying it as a revocation. So a
+# customer's message that no family matched is read once more (OPT_OUT_MATCH=phrases), as data: the
+# word lists below, written as people write them, and a few patterns built from them. Consent.of()
+# sorts a text into a clear opt-out (answered like STOP), maybe one (asked CONSENT_CHECK_TEXT, once a
+# day), or nothing. The other mistake costs as much: "I need to cancel my appointment" must not
+# unsubscribe anyone, so `cancel` and `end` count only as step 7's whole-message words.
+#
+# The patterns run on text strangers send: every repetition is possessive (*+, Python 3.11), so that
+# a phrase two lists can split two ways ("stop all", "ever again") cannot make a failing match try
+# each split of each repetition (2^n steps: "stop all stop all ... x" took seconds at 20).
+
+CONSENT_CHECK_PERIOD = 24 * 3600  # seconds: the consent question is asked once per sender and number of ours in this
+
+#: Words that may stand around a keyword without changing what it says: "Stop please", "STOP IT", "Stop. Thanks".
+COURTESY_WORDS = (
+    "please", "pls", "plz", "now", "it", "me", "thanks", "thank you", "thx", "ok", "okay", "all", "asap",
+    "just", "sorry",
+    "right now", "already", "immediately", "kindly", "hi", "hey", "hello", "ty", "thank u", "u",
+    "por favor", "porfa", "gracias", "ya", "svp", "stp", "s'il vous plaît", "s'il te plaît", "merci",
+)
+#: Alone or with courtesy words, each of these is an opt-out; the key names the kind `try` shows.
+OPT_OUT_KEYWORDS = {
+    "keyword": ("stop", "stopall", "stop all", "unsubscribe", "unsub", "optout", "opt out", "revoke", "quit",
+                "unsubcribe", "unsuscribe"),  # the two spellings most often mistyped
+    "spanish": ("alto", "basta", "parar", "cancelar", "baja", "no más", "no más mensajes", "no más textos",
+                "no más sms", "darme de baja", "dar de baja", "cancelar suscripción"),
+    "french": ("arrêt", "arrêter", "arrête", "arrêtez", "désabonner", "désinscrire", "désabonnement",
+               "désinscription", "plus de sms", "plus de messages"),
+}
+
+# A request for no more messages: a refusal whose object is texting itself, in any sentence.
+#: The refusals. After a subject ("I never text", "you never text me back") a sentence tells of
+#: someone's texting, not a request, unless it also asks (REQUEST_LEADS: "can you stop texting me").
+REFUSALS = ("stop", "quit", "cease", "don't", "dont", "do not", "never", "put a stop to")
+#: Refusals that are the writer's own request whoever the sentence names: "I want no more texts".
+WRITER_REFUSALS = ("no more", "don't want", "dont want", "do not want", "don't need", "dont need", "do not need")
+SUBJECTS = ("i", "im", "we", "he", "she", "they", "you", "u", "my", "our", "people", "someone")
+REQUEST_LEADS = ("please", "pls", "need", "want", "asked", "told", "can", "could", "would", "will", "like")
+#: Between the refusal and the texting word: "stop sending me messages", "don't send me any more spam".
+SENDING = ("sending", "send", "receiving", "receive", "getting", "get", "to get", "to receive")
+PEOPLE = ("me", "us")
+DETERMINERS = ("the", "these", "those", "this", "your", "ur", "all", "any", "all the", "all these", "all those",
+               "all of the", "all of these", "all of your", "all your", "any of your", "any more", "anymore")
+KINDS = ("marketing", "promotional", "promo", "automated", "annoying", "stupid", "damn", "fucking", "freaking")
+#: Texting itself, the object a refusal must have: "don't send the wrong size" is no opt-out.
+TEXTING = ("text", "texts", "texting", "txt", "txts", "txting", "text message", "text messages", "message",
+           "messages", "messaging", "msg", "msgs", "sms", "sms messages", "spam", "spamming")
+#: What may follow the texting word to the end of the sentence: "stop texting me anymore, thanks".
+AFTER_TEXTING = ("me", "us", "to me", "to us", "my number", "my phone", "this number", "to my number",
+                 "to my phone", "to this number", "anymore", "any more", "again", "ever", "ever again", "from you",
+                 "from you guys", "from this number", "from your number", "from now on", "for good", "thanks")
+#: Requests to be taken off: at the end of a sentence, or naming a list ("Remove me from your list").
+REMOVALS = ("remove me", "remove my number", "take me off", "take my number off", "delete my number")
+LISTS = ("list", "lists", "mailing list", "texting list", "text list", "sms list", "contact list", "contacts",
+         "database", "system", "texts", "messages", "number", "numbers")
+#: Requests that are clear wherever they stand in a sentence.
+OPT_OUT_REQUESTS = ("opt me out", "unsubscribe me", "unsubscribe me from", "i want to unsubscribe",
+                    "i want to opt out", "i'd like to opt out", "i would like to opt out", "i'd like to unsubscribe",
+                    "i would like to unsubscribe", "i wanna unsubscribe", "i want to be removed",
+                    "i'd like to be removed")
+
+#: Any of these as a whole word makes a message that is not clearly an opt-out maybe one ...
+MAYBE_WORDS = ("stop", "unsubscribe", "unsub", "optout", "opt out", "revoke")
+#: ... except `stop` where it does not mean ending messages: a visit or a thing ("stop by", "stop sign") ...
+STOP_VISITS = ("by", "in", "at", "over", "sign", "signs", "light", "lights", "payment", "watch", "and go",
+               "and shop", "shop")
+#: ... a place ("bus stop", "missed my stop") ...
+STOP_PLACES = ("bus", "next", "last", "pit", "one", "non", "first", "final", "rest", "truck", "train", "subway",
+               "full", "quick", "a", "the", "my", "your", "our", "his", "her", "their")
+#: ... or after a negation or inability ("I can't stop laughing", "don't stop the delivery"). A refusal
+#: after one is no request either.
+NEGATIONS = ("can't", "cant", "cannot", "can not", "couldn't", "couldnt", "won't", "wont", "don't", "dont",
+             "doesn't", "doesnt", "didn't", "didnt", "shouldn't", "wouldn't", "never", "not")
+
+
+class Revocation(enum.Enum):
+    """The consent classes of a message no keyword family matched."""
+
+    CLEAR = "clear"  # an opt-out: stored and answered exactly like STOP
+    MAYBE = "maybe"  # may be one: CONSENT_CHECK_TEXT asks, at most once a day
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConsentMatch:
+    """What the consent classes read in a message: the class, the kind of match and its words."""
+
+    revocation: Revocation
+    kind: str   # keyword, spanish, french, rules file, phrase (a request), word (maybe)
+    words: str  # what matched, normalized: "stop", "stop texting", "no mas"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.words}"
+
+
+_SENTENCE_ENDS = ".!?;,\n\r\u2028\u2029"
+_SENTENCE_END = re.compile(f"[{_SENTENCE_ENDS}]")
+_NOT_A_WORD = re.compile(r"[^\w\n]+|_+")  # \w is a letter, a digit or "_" (str.isalnum, and "_")
+#: ASCII bytes as sentence_marks() writes them: letters lower case, digits, a sentence's end a line break,
+#: anything else a space. In ASCII, NFKC and accents change nothing and case folding is lower().
+_ASCII_MARKS = bytes(ord(c.lower()) if c.isascii() and c.isalnum() else ord("\n") if c in _SENTENCE_ENDS
+                     else ord(" ") for c in map(chr, range(256)))
+
+
+def consent_words(text: str) -> tuple[str, list[str]]:
+    """A text as the consent classes compare it, whole and by sentence.
+
+    Unicode NFKC (full-width ＳＴＯＰ reads stop), case folded, accents removed (NFD, combining
+    marks dropped: "no más" reads "no mas"), every character but letters, digits and spaces a
+    space ("opt-out" reads "opt out", "s'il vous plaît" reads "s il vous plait"), whitespace
+    collapsed. Sentences end at . ! ? ; , and line breaks, cut before the punctuation goes.
+    """
+    return words_and_sentences(sentence_marks(text))
+
+
+def sentence_marks(text: str) -> str:
+    """The text normalized as consent_words() says, sentences ending in line breaks, spaces not collapsed."""
+    if text.isascii():  # most messages: one table, in C
+        return text.encode().translate(_ASCII_MARKS).decode()
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = "".join(c for c in unicodedata.normalize("NFD", folded) if unicodedata.category(c) != "Mn")
+    return _NOT_A_WORD.sub(" ", _SENTENCE_END.sub("\n", folded))
+
+
+def words_and_sentences(marked: str) -> tuple[str, list[str]]:
+    sentences = [" ".join(part.split()) for part in marked.split("\n")]
+    sentences = [sentence for sentence in sentences if sentence]
+    return " ".join(sentences), sentences
+
+
+def _any(phrases: Iterable[str]) -> str:
+    """A pattern matching any of the phrases, normalized as messages are, the longest first."""
+    normalized = {consent_words(phrase)[0] for phrase in phrases}
+    return "(?:" + "|".join(re.escape(phrase) for phrase in sorted(normalized, key=lambda p: (-len(p), p))) + ")"
+
+
+def _not_after(*lists: Iterable[str], ending: str = "") -> str:
+    """Lookbehinds: the `ending` just matched (or what is about to match) follows none of these words."""
+    words = sorted({consent_words(word)[0] for words in lists for word in words})
+    return "".join(f"(?<! {re.escape(word)} {ending})" for word in words)
+
+
+def _not_negated(phrases: str) -> str:
+    """A pattern for one of the phrases (an _any()) that follows no negation. The negations are looked at
+    only where a phrase starts: a lookbehind tried at every word costs more than the whole match."""
+    return rf"(?={phrases} ){_not_after(NEGATIONS)}{phrases}"
+
+
+def _anchors(*lists: Iterable[str]) -> frozenset[str]:
+    """One word of each phrase: a text holding none of them holds none of the phrases. Shorter phrases
+    first, and a phrase holding a word already chosen adds none (the longest word of the others)."""
+    chosen: set[str] = set()
+    for phrase in sorted({consent_words(phrase)[0] for phrases in lists for phrase in phrases},
+                         key=lambda phrase: (phrase.count(" "), phrase)):
+        if chosen.isdisjoint(phrase.split()):
+            chosen.add(max(phrase.split(), key=len))
+    return frozenset(chosen)
+
+
+@functools.cache
+def _compiled(source: str) -> re.Pattern[str]:
+    """A pattern below, compiled on first use: compiling them all takes 10 ms, which every command would
+    otherwise pay at import, most of them never reading a message."""
+    return re.compile(source)
+
+
+# The patterns, built from the lists; each runs on a normalized text with a space before and after it.
+_COURTESY = _any(COURTESY_WORDS)
+_KEYWORD_KINDS = {consent_words(word)[0]: kind for kind, words in OPT_OUT_KEYWORDS.items() for word in words}
+#: A whole message of opt-out keywords and courtesy words, at least one keyword.
+_WHOLE_MESSAGE = (rf" (?:{_COURTESY} )*+(?P<keyword>{_any(_KEYWORD_KINDS)}) "
+                  rf"(?:(?:{_any(_KEYWORD_KINDS)}|{_COURTESY}) )*+")
+#: A rules file's [consent] phrase without the courtesy words around it (run on the file, not on messages).
+_AROUND = rf" (?:{_COURTESY} )*+(?P<core>.+?)(?: {_COURTESY})*+ "
+#: A refusal of texting that ends its sentence.
+_REFUSAL = (
+    rf" (?P<refusal>{_not_negated(_any(REFUSALS + WRITER_REFUSALS))})(?: {_any(SENDING)})?"
+    rf"(?: {_any(PEOPLE)})?(?: {_any(DETERMINERS)})?(?: {_any(KINDS)})? (?P<texting>{_any(TEXTING)})"
+    rf"(?: {_any(AFTER_TEXTING + COURTESY_WORDS)})*+ $")
+_WRITERS = frozenset(consent_words(refusal)[0] for refusal in WRITER_REFUSALS)
+_SUBJECTS = frozenset(SUBJECTS)
+_REQUEST_LEADS = frozenset(REQUEST_LEADS)
+#: A request to be taken off, or to opt out.
+_REMOVAL = (
+    rf" (?P<request>{_not_negated(_any(REMOVALS))})(?:(?: {_any(AFTER_TEXTING + COURTESY_WORDS)})*+ $"
+    rf"| (?:(?:from|off|of) )?(?:{_any(DETERMINERS)} )?(?:{_any(KINDS)} )?{_any(LISTS)} )")
+_OPT_OUT_REQUEST = rf" (?P<request>{_not_negated(_any(OPT_OUT_REQUESTS))}) "
+#: Maybe an opt-out: one of MAYBE_WORDS, but not `stop` in a visit, a place, or after a negation.
+_MAYBE = (rf" (?P<word>stop{_not_after(STOP_PLACES, NEGATIONS, ending='stop')}(?! {_any(STOP_VISITS)} )"
+          rf"|{_any(set(MAYBE_WORDS) - {'stop'})})(?= )")
+#: Every class needs a whole phrase of one of these lists; a text holding no word of any (its anchors, one
+#: word of each phrase) is decided at a glance, without normalizing it (Consent.of).
+ANCHORED_LISTS = (*OPT_OUT_KEYWORDS.values(), TEXTING, REMOVALS, OPT_OUT_REQUESTS, MAYBE_WORDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Consent:
+    """How messages are read for consent: the lists above, and a rules file's own [consent] phrases."""
+
+    own_phrases: frozenset[str] = frozenset()  # normalized, courtesy words stripped
+    anchors: frozenset[str] = _anchors(*ANCHORED_LISTS)
+    own: re.Pattern[str] | None = None  # a whole message of one own phrase and courtesy words
+
+    @classmethod
+    def with_phrases(cls, phrases: Iterable[str]) -> Consent:
+        """The built-in classes and these phrases (each normalized and stripped by own_phrase_of)."""
+        phrases = frozenset(phrases)
+        own = re.compile(rf" (?:{_COURTESY} )*+(?P<core>{_any(phrases)}) (?:{_COURTESY} )*+") if phrases else None
+        return cls(phrases, _anchors(*ANCHORED_LISTS, phrases), own)
+
+    def of(self, text: str) -> ConsentMatch | None:
+        """The consent class of a message and what matched; None: not an opt-out."""
+        marked = sentence_marks(text)
+        if self.anchors.isdisjoint(marked.split()):
+            return None  # most messages: none of the words any class needs, so no pattern runs
+        whole, sentences = words_and_sentences(marked)
+        padded = f" {whole} "
+        return (self.own_phrase_in(padded) or whole_message_opt_out(padded)
+                or next((request for request in map(request_in, sentences) if request), None)
+                or maybe_opt_out(padded))
+
+    def own_phrase_in(self, padded: str) -> ConsentMatch | None:
+        """Clear: one of the rules file's phrases, courtesy words around it."""
+        match = self.own.fullmatch(padded) if self.own else None
+        return ConsentMatch(Revocation.CLEAR, "rules file", match["core"]) if match else None
+
+
+CONSENT = Consent()
+
+
+def own_phrase_of(words: str) -> str | None:
+    """A normalized phrase without the courtesy words around it; None when nothing else is left."""
+    match = _compiled(_AROUND).fullmatch(f" {words} ")
+    return match["core"] if match else None
+
+
+def whole_message_opt_out(padded: str) -> ConsentMatch | None:
+    """Clear: opt-out keywords (English, Spanish, French) and courtesy words, nothing else."""
+    match = _compiled(_WHOLE_MESSAGE).fullmatch(padded)
+    return ConsentMatch(Revocation.CLEAR, _KEYWORD_KINDS[match["keyword"]], match["keyword"]) if match else None
+
+
+def request_in(sentence: str) -> ConsentMatch | None:
+    """Clear: a request for no more messages in this sentence (a refusal of texting, a removal, an opt-out)."""
+    padded = f" {sentence} "
+    request = _compiled(_REMOVAL).search(padded) or _compiled(_OPT_OUT_REQUEST).search(padded)
+    if request:
+        return ConsentMatch(Revocation.CLEAR, "phrase", request["request"])
+    refusal = _compiled(_REFUSAL).search(padded)
+    if refusal is None or not is_request(padded[:refusal.start("refusal")].split(), refusal["refusal"]):
+        return None
+    return ConsentMatch(Revocation.CLEAR, "phrase", padded[refusal.start("refusal"):refusal.end("texting")])
+
+
+def is_request(before: list[str], refusal: str) -> bool:
+    """Does a refusal ask, given the words before it? "I never text" tells; "can you stop texting me" asks."""
+    named = _SUBJECTS.intersection(before)
+    return refusal in _WRITERS or not named or not _REQUEST_LEADS.isdisjoint(before)
+
+
+def maybe_opt_out(padded: str) -> ConsentMatch | None:
+    """Maybe: stop, unsubscribe, unsub, optout, opt out or revoke as a whole word, `stop` not as a visit,
+    a place, or after a negation."""
+    match = _compiled(_MAYBE).search(padded)
+    return ConsentMatch(Revocation.MAYBE, "word", match["word"]) if match else None
+
+
+def consent_asked_since(history: Transaction, message: InboundMessage, since: float) -> bool:
+    """Was the consent question sent to this sender from this number of ours since `since`? Read only for a
+    message that may be an opt-out; messages_by_sender (sender, outcome, time) seeks straight to it."""
+    return history.execute(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE from_number IN (?, ?) AND outcome = 'consent_check'"
+        " AND received_at >= ? AND to_number IN (?, ?))",
+        (*number_forms(message.sender), history.timestamp(since), *number_forms(message.recipient))).fetchone()[0]
+
+
 # -- Reply rules: RULES_FILE --------------------------------------------------
 
 RULES_POLL = 1.0  # seconds between looks at RULES_FILE: a change is in force within 2 s
@@ -1854,9 +2145,11 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Rules:
-    """A parsed rules file: the compliance words of every language, the rules in file order, the hours."""
+    """A parsed rules file: the compliance words of every language, how opt-outs in other words are
+    read (None: OPT_OUT_MATCH=exact), the rules in file order, the hours."""
 
     words: Mapping[str, tuple[Keyword, Language | None]]
+    consent: Consent | None = CONSENT
     rules: tuple[Rule, ...] = ()
     hours: Hours | None = None
     by_keyword: Mapping[str, tuple[Rule, ...]] = dataclasses.field(default_factory=dict)
@@ -1864,9 +2157,17 @@ class Rules:
     source: bytes = b""
     longest_within: int = 0  # seconds: how far back the rules with `after` look (0: none has it)
 
-    def keyword_of(self, words: str) -> tuple[Keyword | None, Language | None]:
-        """The compliance family of a normalized text, and the language whose word it is (None: built in)."""
+    def keyword_of(self, words: str, opted_out: bool) -> tuple[Keyword | None, Language | None]:
+        """The compliance family of a normalized text, and the language whose word it is (None: built in).
+        YES opts in only a sender who has opted out; from anyone else it answers a question ("Reply YES")."""
+        if words in OPT_IN_WHEN_OPTED_OUT and not opted_out:
+            return None, None
         return self.words.get(words, (None, None))
+
+    def opt_out_language(self, keyword: str) -> Language | None:
+        """The language whose opt-out word this is ("alto" listed by a [[language]]), for its stop_text."""
+        family, language = self.words.get(keyword, (None, None))
+        return language if family is Keyword.OPT_OUT else None
 
     def first_match(self, history: Transaction, message: InboundMessage, words: str, now: float,
                     state: MessageState) -> Rule | None:
@@ -1907,18 +2208,19 @@ NO_RULES = Rules(BUILT_IN_WORDS)
 FAMILY_NAMES = {Keyword.OPT_OUT: "opt_out", Keyword.OPT_IN: "opt_in", Keyword.HELP: "help"}
 
 
-def load_rules(path: str, our_numbers: Iterable[str]) -> Rules:
-    """The rules in RULES_FILE (none when it is empty); ConfigError with one line per problem."""
+def load_rules(path: str, our_numbers: Iterable[str], *, phrases: bool = True) -> Rules:
+    """The rules in RULES_FILE (none when it is empty); ConfigError with one line per problem.
+    `phrases`: OPT_OUT_MATCH=phrases (opt-outs in other words are read, and a rule may not take their words)."""
     if not path:
-        return NO_RULES
+        return NO_RULES if phrases else dataclasses.replace(NO_RULES, consent=None)
     try:
         source = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError([f"RULES_FILE {path}: cannot read it: {error.strerror}"]) from None
-    return parse_rules(source, path, frozenset(our_numbers))
+    return parse_rules(source, path, frozenset(our_numbers), phrases=phrases)
 
 
-def parse_rules(source: bytes, path: str, our_numbers: frozenset[str]) -> Rules:
+def parse_rules(source: bytes, path: str, our_numbers: frozenset[str], *, phrases: bool = True) -> Rules:
     """Parse and check a whole rules file; every problem is collected before ConfigError is raised."""
     try:
         document = tomllib.loads(source.decode("utf-8"))
@@ -1927,11 +2229,14 @@ def parse_rules(source: bytes, path: str, our_numbers: frozenset[str]) -> Rules:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"RULES_FILE {path}: invalid TOML: {error}"]) from None
     problems = RuleProblems(path)
-    top = problems.known_keys(document, "the file", {"hours": dict, "language": list, "rule": list})
+    top = problems.known_keys(document, "the file", {"hours": dict, "language": list, "consent": dict, "rule": list})
     hours = parse_hours(top["hours"], problems) if "hours" in top else None
     languages = [parse_language(index, table, problems) for index, table in problems.tables(top, "language")]
-    words = compliance_words(languages, top.get("language", []), problems)
-    rules = [parse_rule(index, table, problems, "hours" in top, words, our_numbers)
+    words = compliance_words(languages, top.get("language", []), problems, phrases)
+    consent = parse_consent(top.get("consent", {}), problems, words) if phrases else None
+    if not phrases:  # OPT_OUT_MATCH=exact reads no [consent], but a file is valid whatever the setting
+        parse_consent(top.get("consent", {}), problems, words)
+    rules = [parse_rule(index, table, problems, "hours" in top, words, consent, our_numbers)
              for index, table in problems.tables(top, "rule")]
     problems.check_unique("language", [language.name for language in languages])
     problems.check_unique("rule", [rule.name for rule in rules])
@@ -1940,18 +2245,18 @@ def parse_rules(source: bytes, path: str, our_numbers: frozenset[str]) -> Rules:
         for unknown in sorted(rule.after - names):
             problems.add(_place("rule", index, rule.name), f'after: no rule is named "{unknown}"')
     problems.raise_if_any()
-    return index_rules(tuple(rules), hours, words, source)
+    return index_rules(tuple(rules), hours, words, consent, source)
 
 
-def index_rules(rules: tuple[Rule, ...], hours: Hours | None,
-                words: Mapping[str, tuple[Keyword, Language | None]], source: bytes) -> Rules:
+def index_rules(rules: tuple[Rule, ...], hours: Hours | None, words: Mapping[str, tuple[Keyword, Language | None]],
+                consent: Consent | None, source: bytes) -> Rules:
     """Rules, with the candidates for each keyword worked out once: a message tries only those."""
     without_keywords = tuple(rule for rule in rules if not rule.keywords)
     keywords = {word for rule in rules for word in rule.keywords}
     by_keyword = {word: tuple(rule for rule in rules if not rule.keywords or word in rule.keywords)
                   for word in keywords}
     longest_within = max((rule.within for rule in rules if rule.after), default=0)
-    return Rules(words, rules, hours, by_keyword, without_keywords, source, longest_within)
+    return Rules(words, consent, rules, hours, by_keyword, without_keywords, source, longest_within)
 
 
 class RuleProblems:
@@ -2086,9 +2391,10 @@ def parse_language(index: int, table: dict, problems: RuleProblems) -> Language:
         Keyword.HELP: fields.get("help_text")})
 
 
-def compliance_words(languages: list[Language], tables: list, problems: RuleProblems
+def compliance_words(languages: list[Language], tables: list, problems: RuleProblems, phrases: bool
                      ) -> dict[str, tuple[Keyword, Language | None]]:
-    """Every compliance word, built-in and per language; a word may belong to one family of one language."""
+    """Every compliance word, built-in and per language; a word may belong to one family of one language.
+    With `phrases`, an opt-out in other words (ALTO) may be a language's opt-out word, and nothing else."""
     words = dict(BUILT_IN_WORDS)
     for index, (language, table) in enumerate(zip(languages, tables), 1):
         place = _place("language", index, language.name)
@@ -2096,12 +2402,15 @@ def compliance_words(languages: list[Language], tables: list, problems: RuleProb
             for word in problems.parsed(place, key, _strings, table.get(key, [])) or []:
                 normalized = normalize_keyword(word)
                 owner = words.get(normalized)
+                opt_out = CONSENT.of(word) if phrases and family is not Keyword.OPT_OUT else None
                 if not normalized:
                     problems.add(place, f"{key}: {word!r} is empty once normalized")
-                elif owner is None:
-                    words[normalized] = (family, language)
-                elif owner != (family, language):
+                elif owner not in (None, (family, language)):
                     problems.add(place, f'{key}: "{word}" is already {_word_owner(*owner)}')
+                elif opt_out is not None and opt_out.revocation is Revocation.CLEAR:
+                    problems.add(place, f'{key}: "{word}" is an opt-out ({opt_out}); list it under opt_out')
+                else:
+                    words[normalized] = (family, language)
     return words
 
 
@@ -2112,9 +2421,34 @@ def _word_owner(family: Keyword, language: Language | None) -> str:
     return f'{"an" if kind.startswith("o") else "a"} {kind} word of language "{language.name}"'
 
 
+def parse_consent(table: dict, problems: RuleProblems, words: Mapping[str, tuple[Keyword, Language | None]]
+                  ) -> Consent:
+    """[consent]: opt_out, the file's own words and phrases that opt out like STOP, each a whole message
+    (courtesy words around it allowed), compared as the consent classes compare messages."""
+    place = "[consent]"
+    fields = problems.known_keys(table, place, {"opt_out": list})
+    answered = {own_phrase_of(consent_words(word)[0]): owner for word, owner in words.items()
+                if owner[0] is not Keyword.OPT_OUT}  # opt-in and help words: a phrase cannot be one
+    phrases = set()
+    for phrase in problems.parsed(place, "opt_out", _strings, fields.get("opt_out", [])) or []:
+        whole = consent_words(phrase)[0]
+        core = own_phrase_of(whole)
+        if not whole:
+            problems.add(place, f"opt_out: {phrase!r} is empty once normalized")
+        elif core is None:
+            problems.add(place, f'opt_out: "{phrase}" is only courtesy words ({", ".join(COURTESY_WORDS[:4])}, ...),'
+                                " which may stand around any message")
+        elif core in answered:
+            problems.add(place, f'opt_out: "{phrase}" is {_word_owner(*answered[core])}')
+        else:
+            phrases.add(core)
+    return Consent.with_phrases(phrases)
+
+
 def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
-               words: Mapping[str, tuple[Keyword, Language | None]], our_numbers: frozenset[str]) -> Rule:
-    """One [[rule]], checked against the file's hours and compliance words and PLIVO_NUMBER."""
+               words: Mapping[str, tuple[Keyword, Language | None]], consent: Consent | None,
+               our_numbers: frozenset[str]) -> Rule:
+    """One [[rule]], checked against the file's hours, compliance words and opt-outs, and PLIVO_NUMBER."""
     place = _place("rule", index, table.get("name"))
     fields = problems.known_keys(table, place, {
         "name": str, "keywords": list, "pattern": str, "when": str, "once_per": str, "first_message": bool,
@@ -2122,7 +2456,7 @@ def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
     if "reply" not in table:
         problems.add(place, 'reply is required ("" answers nothing)')
     parsers = {
-        "keywords": lambda value: _rule_keywords(value, words),
+        "keywords": lambda value: _rule_keywords(value, words, consent),
         "pattern": _pattern,
         "when": lambda value: _when(value, has_hours),
         "once_per": _period,
@@ -2144,14 +2478,23 @@ def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
         within=parsed.get("within") or DEFAULT_WITHIN)
 
 
-def _rule_keywords(value: list, words: Mapping[str, tuple[Keyword, Language | None]]) -> frozenset[str]:
+def _rule_keywords(value: list, words: Mapping[str, tuple[Keyword, Language | None]],
+                   consent: Consent | None) -> frozenset[str]:
+    """A rule's keywords, normalized. Not a compliance word (YES aside: it answers a question from a
+    subscriber), nor, with OPT_OUT_MATCH=phrases, a text the consent classes answer before any rule."""
     keywords = set()
     for word in _strings(value):
         normalized = normalize_keyword(word)
         if not normalized:
             raise ValueError(f"{word!r} is empty once normalized")
-        if normalized in words:
+        if normalized in words and normalized not in OPT_IN_WHEN_OPTED_OUT:
             raise ValueError(f'"{word}" is {_word_owner(*words[normalized])}: compliance words cannot be rules')
+        opt_out = consent.of(word) if consent else None
+        if opt_out is not None and opt_out.revocation is Revocation.CLEAR:
+            raise ValueError(f'"{word}" is an opt-out ({opt_out}): opt-outs cannot be rules')
+        if opt_out is not None:
+            raise ValueError(f'"{word}" may be an opt-out ({opt_out}): it would get the consent question'
+                             " before this rule; choose another keyword")
         keywords.add(normalized)
     return frozenset(keywords)
 
@@ -2211,9 +2554,10 @@ class RulesFile:
     a fork, on first use, so every gunicorn worker watches the file itself.
     """
 
-    def __init__(self, path: str, our_numbers: Iterable[str], rules: Rules) -> None:
+    def __init__(self, path: str, our_numbers: Iterable[str], rules: Rules, *, phrases: bool = True) -> None:
         self.path = path
         self.our_numbers = frozenset(our_numbers)
+        self.phrases = phrases  # OPT_OUT_MATCH=phrases
         self.rules = rules
         self._seen = self._signature()
         self._watching_pid: int | None = None
@@ -2234,7 +2578,7 @@ class RulesFile:
             return
         self._seen = seen
         try:
-            rules = load_rules(self.path, self.our_numbers)
+            rules = load_rules(self.path, self.our_numbers, phrases=self.phrases)
         except ConfigError as error:
             log.error("rules not reloaded, the %d rules in force stay: %s", len(self.rules.rules),
                       "; ".join(error.problems))
@@ -2680,23 +3024,24 @@ class SmsResponder:
 
     def answer(self, history: Transaction, message: InboundMessage, now: float, rules: Rules, state: MessageState,
                defer_reply: bool) -> Decision:
-        """Steps 7-9 and the rules.
+        """Steps 7-9, consent and the rules.
 
         Plivo's MessageIntent, our own numbers and the compliance words (built-in and each
-        language's) come first. An owner's message (FORWARD_TO) is then relayed. A customer's
-        meets the opt-out state and the reply limit, then the first rule that matches, then
-        the reply function (with defer_reply, the outbox worker runs it).
+        language's, then a customer's opt-out in other words) come first. An owner's message
+        (FORWARD_TO) is then relayed. A customer's meets the opt-out state and the reply limit,
+        then, if it may be an opt-out, the consent question (once a day), then the first rule
+        that matches, then the reply function (with defer_reply, the outbox worker runs it).
         """
         if message.intent in INTENT_CHANGES:  # Plivo has answered the keyword itself
             return Decision(Outcome.PLIVO_KEYWORD, change=INTENT_CHANGES[message.intent])
         if number_key(message.sender) in self.our_numbers:
             return Decision(Outcome.OWN_NUMBER)
         words = normalize_keyword(message.text)
-        family, language = rules.keyword_of(words)
         opted_out = state.opted_out
+        family, language, consent = self.compliance_family(message, words, rules, opted_out)
         if family is Keyword.OPT_OUT:  # confirmed once only
             return Decision(Outcome.OPTED_OUT) if opted_out else self.compliance_answer(Outcome.STOPPED, family,
-                                                                                        language)
+                                                                                        language, consent)
         if family is Keyword.OPT_IN:
             return self.compliance_answer(Outcome.STARTED, family, language)
         if self.people.is_owner(message.sender):  # never the rules, the reply function or the limit
@@ -2709,6 +3054,8 @@ class SmsResponder:
             return Decision(Outcome.RATE_LIMITED)
         if family is Keyword.HELP:
             return self.compliance_answer(Outcome.HELPED, family, language)
+        if consent is not None and not consent_asked_since(history, message, now - CONSENT_CHECK_PERIOD):
+            return self.consent_question(message, consent)
         rule = rules.first_match(history, message, words, now, state)
         if rule is not None:
             reply = clean_reply(render_reply(rule.reply, message))
@@ -2718,13 +3065,39 @@ class SmsResponder:
         reply = clean_reply(self.reply(message))  # in xml mode inside the transaction: it must be quick
         return Decision(Outcome.REPLIED, reply) if reply else Decision(Outcome.NO_REPLY)
 
-    def compliance_answer(self, outcome: Outcome, family: Keyword, language: Language | None) -> Decision:
+    def compliance_family(self, message: InboundMessage, words: str, rules: Rules, opted_out: bool
+                          ) -> tuple[Keyword | None, Language | None, ConsentMatch | None]:
+        """A message's compliance family and language (step 7's words), and what the consent classes read.
+
+        They read a customer's message no family matched, with OPT_OUT_MATCH=phrases: a clear
+        opt-out is then the opt-out family (in the language that lists its word, if one does);
+        maybe one comes back for the consent question. Not read: an opted-out sender's message
+        (it gets nothing, whatever it says) and an owner's, which is a text for a customer.
+        """
+        family, language = rules.keyword_of(words, opted_out)
+        if (family is not None or opted_out or rules.consent is None
+                or self.people.is_owner(message.sender)):
+            return family, language, None
+        consent = rules.consent.of(message.text)
+        if consent is not None and consent.revocation is Revocation.CLEAR:
+            return Keyword.OPT_OUT, rules.opt_out_language(consent.words), consent
+        return None, None, consent
+
+    def consent_question(self, message: InboundMessage, consent: ConsentMatch) -> Decision:
+        """CONSENT_CHECK_TEXT, for a message that may be an opt-out: an automatic reply (it counts toward
+        the reply limit), in place of any rule's."""
+        return Decision(Outcome.CONSENT_CHECK, clean_reply(render_reply(self.settings.consent_check_text, message)),
+                        consent=consent)
+
+    def compliance_answer(self, outcome: Outcome, family: Keyword, language: Language | None,
+                          consent: ConsentMatch | None = None) -> Decision:
         """A compliance family's answer: the language's own text if it has one, else the setting's."""
         text = language.texts[family] if language else None
         if text is None:
             text = {Keyword.OPT_OUT: self.settings.stop_text, Keyword.OPT_IN: self.settings.start_text,
                     Keyword.HELP: self.settings.help_text}[family]
-        return Decision(outcome, clean_reply(text), change=None if family is Keyword.HELP else family)
+        return Decision(outcome, clean_reply(text), change=None if family is Keyword.HELP else family,
+                        consent=consent)
 
     def xml_answer(self, message: InboundMessage, decision: Decision) -> Response:
         """200 with Plivo XML sending, from our number, the reply and the forwards; or an empty Response.
@@ -2736,6 +3109,8 @@ class SmsResponder:
                   "sender": mask_number(message.sender)}
         if decision.rule:
             fields["rule"] = decision.rule.name
+        if decision.consent:  # the kind of match only: its words are the message's text
+            fields["consent"] = decision.consent.kind
         if decision.reply:
             fields["segments"] = segments_of(decision.reply)[0]
         if decision.forwarded_to:
@@ -2778,7 +3153,9 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
-    rules = RulesFile(settings.rules_file, settings.plivo_number, load_rules(settings.rules_file, settings.plivo_number))
+    phrases = settings.opt_out_match == "phrases"
+    rules = RulesFile(settings.rules_file, settings.plivo_number,
+                      load_rules(settings.rules_file, settings.plivo_number, phrases=phrases), phrases=phrases)
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
             "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
@@ -4502,8 +4879,8 @@ def command_store(settings: Settings) -> Iterator[SQLiteStore | PostgresStore]:
 
 # Terminal output: aligned columns cut to the width, colour on a terminal only (https://no-color.org).
 OUTCOME_COLOURS = {"replied": "32", "helped": "32", "started": "36", "stopped": "31", "opted_out": "31",
-                   "rate_limited": "33", "no_reply": "2", "plivo_keyword": "35", "own_number": "35",
-                   "relayed": "34", "not_relayed": "33", "delivered": "32", "sent": "34", "failed": "31",
+                   "rate_limited": "33", "consent_check": "33", "no_reply": "2", "plivo_keyword": "35",
+                   "own_number": "35", "relayed": "34", "not_relayed": "33", "delivered": "32", "sent": "34", "failed": "31",
                    "undelivered": "31", "cancelled": "2", "scheduled": "36", "queued": "36", "sending": "36"}
 _UNPRINTABLE = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
                 ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
@@ -4872,7 +5249,7 @@ def serve(args: argparse.Namespace) -> int:
 def check_start_up(settings: Settings) -> None:
     """Stop start-up (one line per problem, exit 2) before anything is logged: a bad rules file, then a
     database that cannot be written (a service without it answers only 500s). Creates the schema."""
-    load_rules(settings.rules_file, settings.plivo_number)
+    load_rules(settings.rules_file, settings.plivo_number, phrases=settings.opt_out_match == "phrases")
     store = open_store(settings)
     try:
         store.ping()
@@ -4943,7 +5320,7 @@ def send(args: argparse.Namespace) -> int:
 def try_message(args: argparse.Namespace) -> int:
     """Decide a message as the webhook would now, store nothing, and print what would be sent."""
     settings = Settings.from_env(read_environment())
-    rules = load_rules(settings.rules_file, settings.plivo_number)
+    rules = load_rules(settings.rules_file, settings.plivo_number, phrases=settings.opt_out_match == "phrases")
     recipient = args.to or settings.plivo_number[0]
     if number_key(recipient) not in settings.plivo_number:
         raise ConfigError([f"--to: {recipient} is not one of PLIVO_NUMBER"])
@@ -4956,7 +5333,7 @@ def try_message(args: argparse.Namespace) -> int:
     with app.store.reading(missing_ok=True) as history:
         state = history.message_state(message, now - settings.reply_window, None, rules.previous_since(now))
         decision = app.decide(history, message, now, rules, state)
-    print(f"outcome: {decision.outcome.value}")
+    print(f"outcome: {decision.outcome.value}" + (f" ({decision.consent})" if decision.consent else ""))
     print(f"rule: {decision.rule.name if decision.rule else 'none'}")
     print(f"reply: {decision.reply if decision.reply else 'none'}")
     if decision.reply:

@@ -189,7 +189,7 @@ class TestRulesFileErrors:
 
     def test_the_example_file_is_valid_as_is(self):
         rules = load_rules(str(MODULE.parent / "rules.example.toml"), [OUR_NUMBER])
-        assert len(rules.rules) == 11 and rules.hours is not None
+        assert len(rules.rules) == 13 and rules.hours is not None and rules.consent.own_phrases
         source = (MODULE.parent / "rules.example.toml").read_text()
         for key in ("keywords", "pattern", "when", "once_per", "first_message", "to", "from", "media", "forward",
                     "after", "within", "reply", "name"):  # every key of a rule, shown at work
@@ -434,8 +434,8 @@ class TestConversationsWithState:
             "You said: C."]  # the fallback's answer is not the question: C. now is an ordinary message
         assert [answer(client, text) for text in ("BOOK", "confirm!")] == [
             "Tomorrow at 9? Reply C to confirm.", "Confirmed: tomorrow at 9."]
-        answer(client, "BOOK")  # YES is a compliance word (START): it opts in, it does not confirm
-        assert answer(client, "YES") == sms_responder.DEFAULT_START_TEXT
+        answer(client, "BOOK")  # YES from a subscriber is an ordinary message (test_consent.py confirms with it)
+        assert answer(client, "YES") == "Not confirmed. Reply C to confirm, or call us."
 
     def test_the_previous_message_comes_with_the_messages_one_read(self, rules_app, monkeypatch, backend):
         """`after` adds no statement: the webhook's one read fetches the previous message too, and only

@@ -35,6 +35,7 @@ from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3, validate_v3_signature
 
 import sms_responder
+from conftest import connect
 from sms_responder import ConfigError, Settings, create_app
 
 AUTH_TOKEN = "test-auth-token"
@@ -666,9 +667,12 @@ class TestKeywords:
         assert reply_of(post(client, inbound(Text=text))) == sms_responder.DEFAULT_HELP_TEXT
 
     @pytest.mark.parametrize("text", ["stop it", "please stop texting me", "STOP STOP", "stopp", "help me"])
-    def test_not_a_keyword(self, client, db, text):
+    def test_not_a_keyword(self, make_app, database_url, text):
+        """Step 7 alone (OPT_OUT_MATCH=exact): only the whole words; test_consent.py reads the others."""
+        client = webtest.TestApp(make_app(opt_out_match="exact"))
         assert reply_of(post(client, inbound(Text=text))) == f"You said: {text}"
-        assert count(db, "opt_outs") == 0
+        with contextlib.closing(connect(database_url)) as db:
+            assert count(db, "opt_outs") == 0
 
     def test_opt_out_is_recorded_as_sent(self, client, db):
         post(client, inbound(Text="STOP", From="+14155550123"))
