@@ -460,7 +460,7 @@ class Metrics:
             self.sends.labels(status)
         for result in ("reloaded", "refused"):
             self.reloads.labels(result)
-        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED,
+        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
                        HTTPStatus.TOO_MANY_REQUESTS):
             self.api_requests.labels(str(status.value))
 
@@ -759,6 +759,13 @@ MIGRATIONS = [
         "CREATE INDEX consent_changes_by_number ON consent_changes (number, to_number, changed_at)",
         # A customer's conversation shows the owners' relays to them (only relays take an entry).
         "CREATE INDEX messages_relayed ON messages (relayed_to, received_at) WHERE relayed_to IS NOT NULL",
+    ],
+    [
+        # Hardening. A token's scopes (send, read, verify; comma-separated): the tokens made before scopes
+        # existed keep what they could do. Every token made since names its scopes.
+        "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'send,read'",
+        # Failed logins older than the lockout window are deleted at each login, whatever the name.
+        "CREATE INDEX login_failures_by_time ON login_failures (failed_at)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -3095,6 +3102,11 @@ SCHEDULE_GRACE = 60.0          # seconds a send_at may lie in the past (clocks d
 SCHEDULE_HORIZON = 30 * 86400.0
 LAST_USE_EVERY = 60.0          # seconds: a token's last use is written at most this often
 TOKEN_PREFIX = "smsr_"         # so that a leaked token is recognisable (secret scanners, logs)
+#: What a token may do, in the order `tokens list` shows them: send (POST /api/messages, and GET and
+#: DELETE of the messages it queued), read (GET of every message and conversation), verify (the
+#: verification routes).
+SCOPES = ("send", "read", "verify")
+DEFAULT_SCOPES = ("send",)     # a token for a system that sends reminders reads no one's conversations
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 OUTBOUND_FIELDS = frozenset({"to", "text", "from", "media_urls", "send_at"})
@@ -3272,9 +3284,13 @@ def queue_outbound(tx: Transaction, request: OutboundRequest, sent_by: str, sent
         datetime.fromtimestamp(request.send_at, UTC), None, None, sent_by)
 
 
-def outbound_message(history: Transaction, public_id: str) -> OutboundMessage | None:
-    """One outbound message by its ID."""
-    row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+def outbound_message(history: Transaction, public_id: str, token: str | None = None) -> OutboundMessage | None:
+    """One outbound message by its ID; with `token`, only if that API token queued it."""
+    if token is None:
+        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+    else:
+        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ? AND sent_via = 'api'"
+                              " AND sent_by = ?", (public_id, token)).fetchone()
     return None if row is None else _outbound(history, row)
 
 
@@ -3351,47 +3367,84 @@ def remember_answer(tx: Transaction, token: str, key: str, digest: str, message:
 
 # API tokens: only a digest is stored. A token is 32 random bytes, so one SHA-256 is enough (a slow
 # hash protects guessable passwords, not random keys); it is looked up by digest on every request,
-# so a removed token is refused at once by every worker and host.
+# so a removed token is refused at once by every worker and host. Its scopes are stored with it, in
+# SCOPES order, comma-separated.
+
+@dataclasses.dataclass(frozen=True)
+class TokenHolder:
+    """Who presented a valid token: its name, and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        """403 naming the scope, unless this token has it."""
+        if scope not in self.scopes:
+            raise scope_missing(scope)
+
+
+def scope_missing(scope: str) -> ApiError:
+    """The 403 of a route outside a token's scopes: {"error": ..., "scope": the scope it needs}."""
+    return ApiError(HTTPStatus.FORBIDDEN, f"this token's scopes do not include {scope}", scope=scope)
+
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def add_token(tx: Transaction, name: str, now: float) -> str:
-    """Make a token called `name`; the token itself, which is shown once and never stored."""
+def parse_scopes(raw: str) -> tuple[str, ...]:
+    """`send,read`: the scopes named, in SCOPES order; ValueError for an unknown one, or none."""
+    named = [part.strip() for part in raw.split(",")]
+    unknown = [part for part in named if part not in SCOPES]
+    if unknown or not named:
+        raise ValueError(f"{(unknown or [raw])[0]!r} is not a scope: send, read or verify, comma-separated")
+    return tuple(scope for scope in SCOPES if scope in named)
+
+
+def add_token(tx: Transaction, name: str, now: float, scopes: Iterable[str] = DEFAULT_SCOPES) -> str:
+    """Make a token called `name` with these scopes; the token itself, which is shown once and never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    inserted = tx.execute("INSERT INTO api_tokens (name, digest, created_at) VALUES (?, ?, ?)"
-                          " ON CONFLICT (name) DO NOTHING", (name, token_digest(token), tx.timestamp(now))).rowcount
+    stored = ",".join(scope for scope in SCOPES if scope in set(scopes))
+    inserted = tx.execute("INSERT INTO api_tokens (name, digest, scopes, created_at) VALUES (?, ?, ?, ?)"
+                          " ON CONFLICT (name) DO NOTHING",
+                          (name, token_digest(token), stored, tx.timestamp(now))).rowcount
     if not inserted:
         raise ConfigError([f"a token named {name} exists already; `tokens remove {name}` first"])
     return token
 
 
-def token_list(history: Transaction) -> list[tuple[str, datetime, datetime | None]]:
-    """(name, created, last used) of every token."""
-    return [(name, history.moment(created), last_used and history.moment(last_used)) for name, created, last_used
-            in history.execute("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
+def token_list(history: Transaction) -> list[tuple[str, str, datetime, datetime | None]]:
+    """(name, scopes, created, last used) of every token."""
+    return [(name, scopes, history.moment(created), last_used and history.moment(last_used))
+            for name, scopes, created, last_used in history.execute(
+                "SELECT name, scopes, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
 
 
-def remove_token(tx: Transaction, name: str) -> bool:
-    return tx.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount == 1
+def remove_token(tx: Transaction, name: str) -> str | None:
+    """Revoke a token; the scopes it had, None if there is no such token."""
+    row = tx.execute("DELETE FROM api_tokens WHERE name = ? RETURNING scopes", (name,)).fetchone()
+    return row and row[0]
 
 
-def token_holder(tx: Transaction, token: str, now: float) -> str | None:
-    """The name of the token presented, or None; its last use is written at most once a minute."""
+def token_holder(tx: Transaction, token: str, now: float) -> TokenHolder | None:
+    """Who holds the token presented, or None; its last use is written at most once a minute."""
     digest = token_digest(token)
-    row = tx.execute("SELECT name, digest, last_used_at FROM api_tokens WHERE digest = ?", (digest,)).fetchone()
+    row = tx.execute("SELECT name, digest, last_used_at, scopes FROM api_tokens WHERE digest = ?",
+                     (digest,)).fetchone()
     if row is None or not hmac.compare_digest(row[1], digest):
         return None
     if row[2] is None or tx.moment(row[2]).timestamp() < now - LAST_USE_EVERY:
         tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (tx.timestamp(now), row[0]))
-    return row[0]
+    return TokenHolder(row[0], frozenset(row[3].split(",")))
 
 
 class OutboundApi:
     """The routes under /api: a token holder's outbound messages, queued through the outbox.
 
-    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`. A POST is
+    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`, and the scope it
+    serves (SCOPES): send for POST, and for GET and DELETE of the messages this token queued; read
+    for GET of any message and of a conversation. Another token's message is not found (404) by a
+    token that may not read it, as an unknown ID, so that its existence is not revealed. A POST is
     decided in one transaction, serialized per token (tx.lock): its Idempotency-Key's first
     answer, the token's API_LIMIT, the recipient's opt-out, then the queued row and the key,
     so that two copies racing on two workers or hosts queue one message.
@@ -3408,7 +3461,9 @@ class OutboundApi:
 
     def create(self, environ: WSGIEnvironment) -> Response:
         """POST /api/messages: 202 with the queued (or scheduled) message, or the error the contract names."""
-        token = self.authenticate(environ)
+        holder = self.authenticate(environ)
+        holder.require("send")
+        token = holder.name
         if not self.settings.plivo_auth_id:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "sending needs PLIVO_AUTH_ID")
         document = parse_json(read_body(environ, self.settings.max_body_bytes, JSON_CONTENT_TYPE, ApiError))
@@ -3453,28 +3508,38 @@ class OutboundApi:
 
     def show(self, environ: WSGIEnvironment) -> Response:
         """GET /api/messages/ID."""
-        self.authenticate(environ)
-        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
-        message = self.store.run(lambda tx: outbound_message(tx, public_id))
-        if message is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
-        environ["sms_responder.recipient"] = message.to or ""
+        message = self.message_in_path(environ, any_with_read=True)
         return json_response(HTTPStatus.OK, message.document())
 
     def cancel(self, environ: WSGIEnvironment) -> Response:
         """DELETE /api/messages/ID: 204 once cancelled; 409 when it has left already."""
-        self.authenticate(environ)
-        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
-        status = self.store.run(lambda tx: cancel_outbound(tx, public_id))
-        if status is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        message = self.message_in_path(environ, any_with_read=False)
+        status = self.store.run(lambda tx: cancel_outbound(tx, message.id))
         if status != "cancelled":
             raise ApiError(HTTPStatus.CONFLICT, f"it is {status} already: too late to cancel", status=status)
         return Response(HTTPStatus.NO_CONTENT, b"", JSON_CONTENT_TYPE)
 
+    def message_in_path(self, environ: WSGIEnvironment, any_with_read: bool) -> OutboundMessage:
+        """The message /api/messages/ID names, if the request's token may see it here: any message with the
+        read scope when `any_with_read` (GET), else only one this token queued (send). 403 naming the scope
+        when the token has neither; 404 when there is no such message for this token."""
+        holder = self.authenticate(environ)
+        if any_with_read and "read" in holder.scopes:
+            queued_by = None
+        elif "send" in holder.scopes:
+            queued_by = holder.name
+        else:
+            raise scope_missing("read" if any_with_read else "send")
+        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
+        message = self.store.run(lambda tx: outbound_message(tx, public_id, queued_by))
+        if message is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        environ["sms_responder.recipient"] = message.to or ""
+        return message
+
     def conversation(self, environ: WSGIEnvironment) -> Response:
         """GET /api/messages?number=N&since=TIME&limit=L: both directions with one customer, newest first."""
-        self.authenticate(environ)
+        self.authenticate(environ).require("read")
         query = api_query(environ.get("QUERY_STRING", ""))
         environ["sms_responder.recipient"] = query["number"]
         items = self.store.run(lambda tx: conversation_with(tx, query["number"], query["since"], query["limit"]))
@@ -3484,18 +3549,18 @@ class OutboundApi:
         """GET /api/openapi.json: the API described (no token needed)."""
         return Response(HTTPStatus.OK, openapi_document(), JSON_CONTENT_TYPE)
 
-    def authenticate(self, environ: WSGIEnvironment) -> str:
-        """The name of the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
+    def authenticate(self, environ: WSGIEnvironment) -> TokenHolder:
+        """Who holds the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
         match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
         if not match:
             raise ApiError(HTTPStatus.UNAUTHORIZED, "an API token is needed: Authorization: Bearer TOKEN",
                            (("WWW-Authenticate", "Bearer"),))
-        name = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
-        if name is None:
+        holder = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
+        if holder is None:
             raise ApiError(HTTPStatus.UNAUTHORIZED, "invalid or revoked token",
                            (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
-        environ["sms_responder.token"] = name
-        return name
+        environ["sms_responder.token"] = holder.name
+        return holder
 
 
 def api_query(query_string: str) -> dict[str, Any]:
@@ -3590,22 +3655,28 @@ def send_text(args: argparse.Namespace) -> int:
 
 
 def manage_tokens(args: argparse.Namespace) -> int:
-    """tokens add NAME | list | remove NAME."""
+    """tokens add NAME [--scope SCOPES] | list | remove NAME; each change logged (never the token)."""
     settings = Settings.from_env(read_environment())
     if args.action != "list" and not _TOKEN_NAME.fullmatch(args.name):
         raise ConfigError([f"token name {args.name!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
+    try:
+        scopes = parse_scopes(args.scope) if args.action == "add" else ()
+    except ValueError as error:
+        raise ConfigError([f"--scope: {error}"]) from None
+    configure_logging(settings.log_level, settings.log_format)
     with command_store(settings) as store:
         if args.action == "list":
             with store.reading() as history:
                 tokens = token_list(history)
-            for name, created, last_used in tokens:
+            for name, token_scopes, created, last_used in tokens:
                 last = last_used.astimezone().strftime("%Y-%m-%d %H:%M") if last_used else "never used"
-                print(f"{name:<24} created {created.astimezone():%Y-%m-%d %H:%M}, last used {last}")
+                print(f"{name:<24} {token_scopes:<17} created {created.astimezone():%Y-%m-%d %H:%M},"
+                      f" last used {last}")
             return 0
         with store.transaction() as tx:
             if args.action == "add":
-                token = add_token(tx, args.name, time.time())
-            elif not remove_token(tx, args.name):
+                token = add_token(tx, args.name, time.time(), scopes)
+            elif (removed := remove_token(tx, args.name)) is None:
                 raise ConfigError([f"there is no token named {args.name}"])
     if args.action == "add":
         print(token)
@@ -5055,13 +5126,19 @@ def add_operating_commands(commands: Any) -> None:
     text_parser.add_argument("--media", action="append", default=[], metavar="URL",
                              help="an https:// media URL: the message is an MMS (repeat for several, at most 10)")
     text_parser.set_defaults(run=send_text)
-    tokens = commands.add_parser("tokens", help="API tokens: add, list, remove").add_subparsers(
+    tokens = commands.add_parser("tokens", help="API tokens: add (with scopes), list, remove").add_subparsers(
         dest="action", required=True)
     for action, what in (("add", "make a token and print it (once)"), ("remove", "revoke a token at once")):
         token_parser = tokens.add_parser(action, help=what)
         token_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
         token_parser.set_defaults(run=manage_tokens)
-    tokens.add_parser("list", help="every token's name, creation and last use").set_defaults(run=manage_tokens)
+    token_parser = tokens.choices["add"]
+    token_parser.add_argument("--scope", default=",".join(DEFAULT_SCOPES), metavar="SCOPES",
+                              help="what the token may do, comma-separated: send (POST /api/messages; GET and"
+                                   " DELETE of the messages it queued), read (GET of every message and"
+                                   " conversation), verify (the verification routes) (default: %(default)s)")
+    tokens.add_parser("list", help="every token's name, scopes, creation and last use").set_defaults(
+        run=manage_tokens)
     users = commands.add_parser("users", help="who may log in to the inbox: add, list, remove, password"
                                 ).add_subparsers(dest="action", required=True)
     for action, what in (("add", "add a person (asks for a password)"), ("remove", "remove a person; ends their"

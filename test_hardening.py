@@ -1,0 +1,292 @@
+"""Hardening (issue 27): what a hostile client tried, and what the service does about it now.
+
+The contract's sections "What every route does with a hostile request" (under Routes) and
+"Hardening: tokens with scopes, logins that cost little, a record of who did what", one class per
+finding of the issue. What one process decides is checked in process (webtest, or a raw WSGI
+environ where webtest and wsgiref's validator refuse to build the hostile request); what the
+server itself does (reading a body, the Server header, peak memory, the metrics folder at
+start-up) through real server processes over raw sockets. Storage is checked on SQLite and
+PostgreSQL (the `backend` fixture).
+"""
+
+import concurrent.futures
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from wsgiref.util import setup_testing_defaults
+
+import argon2
+import pytest
+import webtest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sms_responder
+from conftest import MODULE, connect, load_release, query
+from test_metrics import METRICS_TOKEN, metrics_folder, scraped
+from test_reliability import signed_body
+from test_sms_responder import (AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, WEBHOOK_URL, inbound, post,
+                                signed, signed_v2)
+
+API = sms_responder.API_MESSAGES_PATH
+INBOX = sms_responder.INBOX_PATH
+STATUS_PATH = sms_responder.STATUS_PATH
+FORM = sms_responder.FORM_CONTENT_TYPE
+PASSWORD = "correct horse battery staple"
+NOT_OURS = "14155550999"
+RELEASE_8 = Path(__file__).parent / "testdata" / "schema_v8.sql"
+#: The tokens testdata/schema_v8.sql was made with (only their digests are in it).
+OLD_TOKENS = {"orders": "smsr_orders-token-made-before-scopes-existed-0000",
+              "bookings": "smsr_bookings-token-made-before-scopes-existed-00"}
+
+
+# -- Helpers ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def env(database_url, fake_api):
+    """The settings of a service or command run on the test's database."""
+    return {"PATH": os.environ["PATH"], "PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
+            "DATABASE_URL": database_url, "PLIVO_AUTH_ID": AUTH_ID, "PLIVO_API_URL": fake_api.url, "TZ": "UTC"}
+
+
+@pytest.fixture
+def app(make_app, fake_api):
+    application = make_app(plivo_auth_id=AUTH_ID, plivo_api_url=fake_api.url)
+    application.store.ping()
+    return application
+
+
+def run(env, cwd, *args, stdin=""):
+    """`python sms_responder.py ARGS` as a program."""
+    return subprocess.run([sys.executable, str(MODULE), *args], env=env, cwd=cwd, input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+def call(app, environ):
+    """Call the app with a raw environ (values webtest and wsgiref's validator refuse to build);
+    (status, headers, body)."""
+    environ = {"SCRIPT_NAME": "", "QUERY_STRING": "", **environ}
+    setup_testing_defaults(environ)
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start_response))
+    return int(captured["status"][:3]), captured["headers"], body
+
+
+class Unreadable:
+    """A request body that fails the test if any of it is read."""
+
+    def read(self, *args):
+        raise AssertionError("the body was read")
+
+    readline = read
+
+
+def exchange(port, request, timeout=5):
+    """Send raw bytes to a server on 127.0.0.1 and read its answer until it closes the connection:
+    (status, {lower-case name: [values]}, body). Our side stays open, so a server still waiting
+    for a body makes this time out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return int(status_line.split()[1]), headers, body
+
+
+def raw_request(method, path, headers, body=b""):
+    lines = [f"{method} {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body  # UTF-8, as a client would send other scripts
+
+
+def make_token(app, name="orders", scopes=("send",)):
+    with app.store.transaction() as tx:
+        return sms_responder.add_token(tx, name, time.time(), scopes)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def send(client, token, body, status=202):
+    return client.post(API, json.dumps(body).encode(), headers={"Content-Type": "application/json", **bearer(token)},
+                       status=status)
+
+
+def add_person(app, name="alice", password=PASSWORD):
+    with app.store.transaction() as tx:
+        sms_responder.add_person(tx, name, password, time.time())
+
+
+def log_in(browser, name="alice", password=PASSWORD, status=303):
+    return browser.post(f"{INBOX}/login", {"name": name, "password": password}, status=status)
+
+
+def csrf(browser):
+    return re.search(r'name="csrf" value="([^"]+)"', browser.get(INBOX).text)[1]
+
+
+def stored_time(database_url, moment):
+    return moment.isoformat(timespec="microseconds") if database_url.startswith("sqlite") else moment
+
+
+def json_lines(text):
+    """The JSON log lines of a program's output (other lines, such as a command's own messages, skipped)."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+class HashSpy:
+    """Stands in for argon2's PasswordHasher: counts password checks, and how many ran at once."""
+
+    def __init__(self, hasher, pause=0.0):
+        self.hasher, self.pause = hasher, pause
+        self.checked, self.running, self.most = [], 0, 0
+        self.lock = threading.Lock()
+
+    def verify(self, hashed, password):
+        with self.lock:
+            self.checked.append(hashed)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self.pause)
+            return self.hasher.verify(hashed, password)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def __getattr__(self, name):
+        return getattr(self.hasher, name)
+
+
+@pytest.fixture
+def hash_spy(monkeypatch):
+    spy = HashSpy(sms_responder.passwords())
+    monkeypatch.setattr(sms_responder, "passwords", lambda: spy)
+    return spy
+
+
+# -- 3. Token scopes -------------------------------------------------------------------------------
+
+class TestTokenScopes:
+    """Finding 3: any token could read every conversation and cancel anyone's messages. Tokens now have
+    scopes: `send` (its own messages), `read` (every message, conversations), `verify`."""
+
+    @pytest.fixture
+    def client(self, app):
+        return webtest.TestApp(app)
+
+    def test_add_defaults_to_send_takes_scopes_and_list_shows_them(self, env, tmp_path, app, client, database_url):
+        sender = run(env, tmp_path, "tokens", "add", "orders")
+        assert sender.returncode == 0, sender.stderr
+        reader = run(env, tmp_path, "tokens", "add", "reports", "--scope", "read,send")
+        run(env, tmp_path, "tokens", "add", "signup", "--scope", "verify")
+        listed = {line.split()[0]: line for line in run(env, tmp_path, "tokens", "list").stdout.splitlines()}
+        assert " send " in listed["orders"] and " send,read " in listed["reports"]
+        assert " verify " in listed["signup"]
+        assert query(database_url, "SELECT name, scopes FROM api_tokens ORDER BY name") == [
+            ("orders", "send"), ("reports", "send,read"), ("signup", "verify")]
+        send(client, sender.stdout.strip(), {"to": SENDER, "text": "hi"})
+        client.get(f"{API}?number={SENDER}", headers=bearer(reader.stdout.strip()), status=200)
+
+    @pytest.mark.parametrize("scopes", ["admin", "send,admin", "", ",", "Send"])
+    def test_an_unknown_scope_exits_2_with_one_line(self, env, tmp_path, app, database_url, scopes):
+        result = run(env, tmp_path, "tokens", "add", "orders", "--scope", scopes)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "send, read or verify" in result.stderr and result.stdout == ""
+        assert query(database_url, "SELECT count(*) FROM api_tokens") == [(0,)]
+
+    @pytest.mark.parametrize("scopes,method,path,missing", [
+        (("read",), "POST", API, "send"),
+        (("verify",), "POST", API, "send"),
+        (("send",), "GET", f"{API}?number={SENDER}", "read"),
+        (("verify",), "GET", f"{API}?number={SENDER}", "read"),
+        (("verify",), "GET", f"{API}/any-id", "read"),
+        (("read",), "DELETE", f"{API}/any-id", "send"),
+        (("verify",), "DELETE", f"{API}/any-id", "send"),
+    ])
+    def test_a_route_outside_the_tokens_scopes_is_403_naming_the_scope(self, app, client, database_url, scopes,
+                                                                       method, path, missing):
+        token = make_token(app, "limited", scopes)
+        body = json.dumps({"to": SENDER, "text": "hi"}).encode() if method == "POST" else None
+        extra = {"body": body, "content_type": "application/json"} if body else {}
+        answer = client.request(path, method=method, headers=bearer(token), status=403, **extra)
+        assert answer.json["scope"] == missing and answer.json["error"]
+        assert query(database_url, "SELECT count(*) FROM outbox") == [(0,)]
+
+    def test_send_sees_and_cancels_only_its_own_messages_another_is_404_like_an_unknown_id(self, app, client,
+                                                                                         database_url):
+        orders, bookings = make_token(app, "orders"), make_token(app, "bookings")
+        mine = send(client, orders, {"to": SENDER, "text": "yours"}).json["id"]
+        theirs = send(client, bookings, {"to": SENDER, "text": "theirs"}).json["id"]
+        unknown = [client.request(f"{API}/no-such-id", method=method, headers=bearer(orders), status=404)
+                   for method in ("GET", "DELETE")]
+        hidden = [client.request(f"{API}/{theirs}", method=method, headers=bearer(orders), status=404)
+                  for method in ("GET", "DELETE")]
+        assert [answer.body for answer in hidden] == [answer.body for answer in unknown]
+        assert client.get(f"{API}/{mine}", headers=bearer(orders)).json["text"] == "yours"
+        client.delete(f"{API}/{mine}", headers=bearer(orders), status=204)
+        assert query(database_url, "SELECT text, status FROM outbox ORDER BY text") == [
+            ("theirs", "queued"), ("yours", "cancelled")]
+
+    def test_read_sees_every_message_and_conversation_but_cancels_none_of_anothers(self, app, client, database_url):
+        orders, auditor = make_token(app, "orders"), make_token(app, "auditor", ("send", "read"))
+        theirs = send(client, orders, {"to": SENDER, "text": "theirs"}).json["id"]
+        with app.store.transaction() as tx:  # one a person queued from the inbox
+            sms_responder.queue_outbound(tx, sms_responder.OutboundRequest(SENDER, "by hand", OUR_NUMBER), "alice",
+                                         "inbox", time.time())
+        assert client.get(f"{API}/{theirs}", headers=bearer(auditor)).json["sent_by"] == "orders"
+        texts = [item["text"] for item in client.get(f"{API}?number={SENDER}", headers=bearer(auditor)).json["messages"]]
+        assert sorted(texts) == ["by hand", "theirs"]
+        client.delete(f"{API}/{theirs}", headers=bearer(auditor), status=404)
+        assert query(database_url, "SELECT status FROM outbox") == [("queued",), ("queued",)]
+
+    def test_tokens_made_before_scopes_keep_send_and_read(self, env, tmp_path, database_url, make_app, fake_api):
+        load_release(database_url, RELEASE_8, 8)
+        client = webtest.TestApp(make_app(plivo_auth_id=AUTH_ID, plivo_api_url=fake_api.url))
+        orders = OLD_TOKENS["orders"]
+        assert len(client.get(f"{API}?number={SENDER}", headers=bearer(orders)).json["messages"]) == 2
+        assert client.get(f"{API}/bookings-message-0001", headers=bearer(orders)).json["sent_by"] == "bookings"
+        client.delete(f"{API}/bookings-message-0001", headers=bearer(orders), status=404)
+        client.delete(f"{API}/orders-message-0001", headers=bearer(orders), status=204)
+        send(client, OLD_TOKENS["bookings"], {"to": SENDER, "text": "still sends"})
+        version = "PRAGMA user_version" if database_url.startswith("sqlite") else "SELECT version FROM schema_version"
+        assert query(database_url, version) == [(sms_responder.SCHEMA_VERSION,)]
+        assert query(database_url, "SELECT name, scopes FROM api_tokens ORDER BY name") == [
+            ("bookings", "send,read"), ("orders", "send,read")]
+        assert all(" send,read " in line for line in run(env, tmp_path, "tokens", "list").stdout.splitlines())
+
+    def test_the_openapi_document_names_the_scopes_and_the_403s(self, client):
+        document = client.get(sms_responder.OPENAPI_PATH).json
+        assert all(scope in document["components"]["securitySchemes"]["bearer"]["description"]
+                   for scope in ("send", "read", "verify"))
+        for path, method, scope in ((API, "post", "send"), (API, "get", "read"), (f"{API}/{{id}}", "get", "read"),
+                                    (f"{API}/{{id}}", "delete", "send")):
+            operation = document["paths"][path][method]
+            assert "403" in operation["responses"], (path, method)
+            assert scope in operation["description"], (path, method)
+        schema = document["components"]["schemas"]["ScopeMissing"]
+        assert schema["required"] == ["error", "scope"] and schema["properties"]["scope"]["enum"] == [
+            "send", "read", "verify"]
