@@ -59,6 +59,7 @@ import hmac
 import http.client
 import importlib
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -2421,14 +2422,26 @@ def json_response(status: HTTPStatus, document: Mapping[str, object],
     return Response(status, json.dumps(document, ensure_ascii=False).encode(), JSON_CONTENT_TYPE, headers)
 
 
+_PLAIN_NUMBER = re.compile("[0-9]+")
+
+
+def declared_length(environ: WSGIEnvironment, error: type[HTTPError] = HTTPError) -> int | None:
+    """The request's Content-Length (None: it has none), or 400 unless it is a plain decimal number.
+
+    RFC 9110 8.6 allows digits only. int() would also take -1, +5, 5_0 and other scripts' digits, and
+    a length of -1 passed every size check, then made a read wait for the client to close."""
+    header = environ.get("CONTENT_LENGTH", "").strip(" \t")
+    if not header:
+        return None
+    if not _PLAIN_NUMBER.fullmatch(header):
+        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length: not a plain decimal number")
+    return int(header)
+
+
 def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FORM_CONTENT_TYPE,
               error: type[HTTPError] = HTTPError) -> bytes:
     """The request body, after the size (413) and content-type (415) checks of step 1."""
-    length_header = environ.get("CONTENT_LENGTH", "")
-    try:
-        length = int(length_header) if length_header else None
-    except ValueError:
-        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
+    length = declared_length(environ, error)
     if length is not None and length > max_bytes:
         raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
@@ -2448,6 +2461,37 @@ def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FOR
     if len(body) > max_bytes:
         raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     return body
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
+
+
+def is_host(value: str) -> bool:
+    """Is this a host name or address with an optional port, as a URL holds it ([::1]:3000 too)?"""
+    match = _HOST.fullmatch(value)
+    if match is None or (match["port"] and int(match["port"]) > 65535):
+        return False
+    try:
+        return not match["ipv6"] or bool(ipaddress.IPv6Address(match["ipv6"]))
+    except ValueError:
+        return False
+
+
+#: The headers a webhook's URL may be made of (see webhook_url): each value, or each of a list's values.
+URL_HEADERS = (("Host", "HTTP_HOST", is_host), ("X-Forwarded-Host", "HTTP_X_FORWARDED_HOST", is_host),
+               ("X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO", _SCHEME.fullmatch))
+
+
+def check_url_headers(environ: WSGIEnvironment) -> None:
+    """403 naming the header if Host, X-Forwarded-Host or X-Forwarded-Proto could not be part of a URL.
+
+    No signature can match such a request, and turning the header into a URL made urlsplit raise
+    (Host: [ was a 500 that counted as a failed webhook). Refused here, before any URL is made."""
+    for name, key, is_valid in URL_HEADERS:
+        value = environ.get(key, "")
+        if not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
+            raise HTTPError(HTTPStatus.FORBIDDEN, f"invalid {name} header", header=name, value=value[:100])
 
 
 def parse_form(body: bytes) -> dict[str, list[str]] | None:
@@ -2589,6 +2633,7 @@ class SmsResponder:
         methods = self.routes.get(path) or next(
             (methods for prefix, methods in self.prefixes if path.startswith(prefix) and path != prefix), None)
         error = ApiError if path.startswith(API_PREFIX) else HTTPError
+        declared_length(environ, error)  # a length that is not a number: 400 before any handler reads a byte
         if methods is None:
             raise error(HTTPStatus.NOT_FOUND, "not found")
         handler = methods.get(environ["REQUEST_METHOD"])
@@ -2666,6 +2711,7 @@ class SmsResponder:
         """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
         if not self.settings.validate_signature:
             return None
+        check_url_headers(environ)  # with PUBLIC_URL too: no proxy that works sends a malformed Host
         url = webhook_url(environ, self.settings.public_url)
         for headers in self.signature_checks:
             if signature_is_valid(headers, environ, url, form, self.token):

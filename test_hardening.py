@@ -188,6 +188,147 @@ def hash_spy(monkeypatch):
     return spy
 
 
+# -- 1. Content-Length: a plain decimal number, or 400 before anything is read ---------------------
+
+NOT_PLAIN = ["-1", "+5", "5.0", "0x10", " 5 5", "5_0", "5, 5", "\u0665"]  # the last: an Arabic-Indic five
+
+
+class TestContentLength:
+    """Finding 1: `Content-Length: -1` passed the body limit, and the stdlib server then read until the
+    client closed. A length that is not a plain decimal number is refused before any of the body is read."""
+
+    @pytest.mark.parametrize("length", NOT_PLAIN)
+    @pytest.mark.parametrize("path,content_type", [
+        (WEBHOOK_PATH, FORM), (STATUS_PATH, FORM), (f"{INBOX}/login", FORM), (API, "application/json")])
+    def test_every_post_route_answers_400_without_reading_or_storing(self, app, database_url, path, content_type,
+                                                                     length):
+        token = make_token(app)
+        status, headers, body = call(app, {
+            "REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": content_type, "CONTENT_LENGTH": length,
+            "HTTP_AUTHORIZATION": f"Bearer {token}", "wsgi.input": Unreadable()})
+        assert status == 400, body
+        assert b"Content-Length" in body
+        if path == API:
+            assert headers["Content-Type"] == "application/json" and json.loads(body)["error"]
+        for table in ("messages", "delivery_reports", "login_failures", "outbox"):
+            assert query(database_url, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+    @pytest.mark.parametrize("path,content_type", [
+        (WEBHOOK_PATH, FORM), (f"{INBOX}/login", FORM), (API, "application/json")])
+    def test_over_max_body_bytes_is_413_before_reading_as_before(self, make_app, fake_api, path, content_type):
+        app = make_app(max_body_bytes=1000, plivo_auth_id=AUTH_ID, plivo_api_url=fake_api.url)
+        token = make_token(app)
+        status, _, _ = call(app, {
+            "REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": content_type, "CONTENT_LENGTH": "1001",
+            "HTTP_AUTHORIZATION": f"Bearer {token}", "wsgi.input": Unreadable()})
+        assert status == 413
+
+    def test_leading_zeros_are_a_plain_number(self, app, database_url):
+        form = inbound()
+        body = urllib.parse.urlencode(form).encode()
+        status, _, _ = call(app, {
+            "REQUEST_METHOD": "POST", "PATH_INFO": WEBHOOK_PATH, "CONTENT_TYPE": FORM, "HTTP_HOST": "localhost:80",
+            "CONTENT_LENGTH": f"000{len(body)}", "wsgi.input": io.BytesIO(body),
+            **{f"HTTP_{name.upper().replace('-', '_')}": value for name, value in signed(form).items()}})
+        assert status == 200
+        assert query(database_url, "SELECT count(*) FROM messages") == [(1,)]
+
+    @pytest.mark.parametrize("length", NOT_PLAIN)
+    def test_the_stdlib_server_answers_at_once_without_waiting_for_a_body(self, services, env, length):
+        service = services(env)
+        for path in (WEBHOOK_PATH, f"{INBOX}/login", API):
+            started = time.monotonic()
+            status, headers, _ = exchange(service.port, raw_request("POST", path, {
+                "Host": f"127.0.0.1:{service.port}", "Content-Type": FORM, "Content-Length": length}))
+            assert status == 400 and time.monotonic() - started < 5
+        assert exchange(service.port, raw_request("GET", "/health", {"Host": "x"}))[0] == 200
+
+    def test_gunicorn_refuses_them_itself_as_before(self, services, env):
+        service = services(env, kind="gunicorn", workers=1)
+        statuses = {length: exchange(service.port, raw_request("POST", WEBHOOK_PATH, {
+            "Host": "x", "Content-Type": FORM, "Content-Length": length}))[0] for length in NOT_PLAIN}
+        assert statuses == {length: 400 for length in NOT_PLAIN}
+
+
+# -- 2. Host and X-Forwarded-Host: a host, or 403 (never 500) --------------------------------------
+
+NOT_A_HOST = ["[", "a b", "x:y:z", "a\x01b", "ex\u00e4mple.com", "[::1", "a]b", "[:::]", "[v1.x]", "a:99999",
+              "a:", "a/b", "a@b", ""]
+
+
+class TestHostHeaders:
+    """Finding 2: `Host: [` made the SDK's URL parsing raise (urlsplit: "Invalid IPv6 URL"), a 500 that
+    moved the `failed` counter. A malformed host header is refused at the boundary, before any URL is made."""
+
+    def webhook(self, app, path=WEBHOOK_PATH, **headers):
+        form = inbound() if path == WEBHOOK_PATH else {"MessageUUID": str(uuid.uuid4()), "Status": "delivered"}
+        body = urllib.parse.urlencode(form).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": FORM, "HTTP_HOST": "localhost:80",
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                   **{f"HTTP_{name.upper().replace('-', '_')}": value
+                      for name, value in signed(form, f"http://localhost:80{path}").items()}}
+        environ.update(headers)
+        return call(app, environ)
+
+    @pytest.mark.parametrize("path", [WEBHOOK_PATH, STATUS_PATH])
+    @pytest.mark.parametrize("header", ["Host", "X-Forwarded-Host"])
+    @pytest.mark.parametrize("value", [value for value in NOT_A_HOST if value], ids=repr)
+    def test_a_malformed_host_is_403_naming_the_header(self, app, database_url, logs, path, header, value):
+        status, _, _ = self.webhook(app, path, **{f"HTTP_{header.upper().replace('-', '_')}": value})
+        assert status == 403
+        line = [line for line in logs().splitlines() if " webhook " in line][-1]
+        assert "status=403" in line and f"header={header}" in line
+        assert query(database_url, "SELECT count(*) FROM messages") == [(0,)]
+        assert query(database_url, "SELECT count(*) FROM delivery_reports") == [(0,)]
+
+    @pytest.mark.parametrize("value", ["http://[", "a://b]", "//[", "ht tp"], ids=repr)
+    def test_a_malformed_forwarded_proto_is_403_too(self, app, logs, value):
+        assert self.webhook(app, HTTP_X_FORWARDED_PROTO=value)[0] == 403
+        assert "header=X-Forwarded-Proto" in logs()
+
+    @pytest.mark.parametrize("host", ["[::1]:3000", "[2001:db8::1]", "127.0.0.1:3000", "sms.example.com",
+                                      "my_host.internal:8080"])
+    def test_addresses_and_names_with_a_port_are_hosts(self, make_app, host):
+        client = webtest.TestApp(make_app())
+        form = inbound()
+        url = f"http://{host}{WEBHOOK_PATH}"
+        post(client, form, headers={**signed(form, url), "X-Forwarded-Host": host})
+        form = inbound()
+        post(client, form, headers={**signed_v2(url), "Host": host}, extra_environ={"HTTP_HOST": host})
+
+    def test_a_public_url_does_not_make_a_malformed_host_acceptable(self, make_app):
+        app = make_app(public_url="https://sms.example.com")
+        form = inbound()
+        body = urllib.parse.urlencode(form).encode()
+        status, _, _ = call(app, {
+            "REQUEST_METHOD": "POST", "PATH_INFO": WEBHOOK_PATH, "CONTENT_TYPE": FORM, "HTTP_HOST": "[",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            **{f"HTTP_{name.upper().replace('-', '_')}": value for name, value in
+               signed(form, f"https://sms.example.com{WEBHOOK_PATH}").items()}})
+        assert status == 403
+
+    # The app is built once per test, not per example: each example posts a message of its own.
+    # Each backend runs on an instance of its own (differing executors); the test keeps nothing on self.
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                       HealthCheck.differing_executors])
+    @given(value=st.text(st.characters(max_codepoint=0xFF), max_size=40),
+           header=st.sampled_from(["HTTP_HOST", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO"]))
+    def test_no_host_header_makes_a_500(self, app, value, header):
+        assert self.webhook(app, **{header: value})[0] in (200, 403)
+
+    def test_on_the_real_server_the_failed_counter_does_not_move(self, services, env, tmp_path):
+        service = services({**env, "METRICS_TOKEN": METRICS_TOKEN,
+                            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "counts")})
+        for header, value in (("Host", "["), ("Host", "x:y:z"), ("X-Forwarded-Host", "[")):
+            body, headers = signed_body(service.url, inbound())
+            headers = {"Host": f"127.0.0.1:{service.port}", **headers, header: value, "Content-Length": len(body)}
+            assert exchange(service.port, raw_request("POST", WEBHOOK_PATH, headers, body))[0] == 403
+        samples = scraped(service)
+        assert samples[("sms_webhooks_total", '{outcome="failed"}')] == 0
+        assert samples[("sms_webhooks_total", '{outcome="rejected"}')] == 3
+        assert "Traceback" not in service.log() and service.log().count("header=Host") == 2
+
+
 # -- 3. Token scopes -------------------------------------------------------------------------------
 
 class TestTokenScopes:
