@@ -91,7 +91,7 @@ from datetime import UTC, date, datetime, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from plivo.utils.signature_v3 import construct_get_url
@@ -105,6 +105,8 @@ WEBHOOK_PATH = "/webhooks/plivo/messaging"
 STATUS_PATH = "/webhooks/plivo/status"
 HEALTH_PATH = "/health"
 API_PREFIX = "/api/"
+#: Answers under these paths hold people's conversations: never kept by a cache, and HTTPS-only behind https.
+PRIVATE_PREFIXES = (API_PREFIX, "/inbox")
 #: Files the module serves (the OpenAPI document; the inbox's page, style and script), installed beside it.
 WEB_FILES = Path(__file__).with_name("sms_responder_web")
 
@@ -350,8 +352,13 @@ def read_environment() -> dict[str, str]:
 
 # -- Logging ------------------------------------------------------------------
 
-_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+# Control characters (C0 and C1) and Unicode's line and paragraph separators: readers break lines at
+# some of them, so a value holding one could forge a line of its own.
+_CONTROL_CHARS = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+                  for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+_HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # json.dumps leaves them as they are
+_HAS_JSON_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
 
 
@@ -392,7 +399,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        # Only inside strings, where their escapes mean the same: the line stays one line for every reader.
+        return line.translate(_JSON_LINE_BREAKS) if _HAS_JSON_LINE_BREAKS.search(line) else line
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -2566,6 +2575,11 @@ def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
 # -- Application --------------------------------------------------------------
 
 ReplyFunction = Callable[[InboundMessage], "str | None"]
+#: Every answer: a browser takes a body for what its Content-Type says, never for what it looks like.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+#: Answers under PRIVATE_PREFIXES: kept by no cache; and behind https (PUBLIC_URL), HTTPS-only for a year.
+PRIVATE_HEADERS = (("Cache-Control", "no-store"),)
+HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
 
 
 class SmsResponder:
@@ -2584,6 +2598,7 @@ class SmsResponder:
         self.our_numbers = frozenset(settings.plivo_number)
         self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
                                  if headers.version in settings.signature_versions]
+        self.private_headers = PRIVATE_HEADERS + (HSTS_HEADERS if settings.public_url.startswith("https://") else ())
         self.routes: dict[str, dict[str, Callable[[WSGIEnvironment], Response]]] = {
             HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
             WEBHOOK_PATH: {"POST": self.handle_messaging},
@@ -2617,7 +2632,9 @@ class SmsResponder:
             log_api_request(environ, response, started)
             if self.metrics:
                 self.metrics.api_requests.labels(str(response.status.value)).inc()
-        headers = [("Content-Length", str(len(response.body))), *response.headers]
+        headers = [("Content-Length", str(len(response.body))), *response.headers, NOSNIFF]
+        if path.startswith(PRIVATE_PREFIXES):
+            headers += self.private_headers
         if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
             headers.insert(0, ("Content-Type", response.content_type))
         start_response(STATUS_LINES[response.status], headers)
@@ -2831,6 +2848,11 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
+    elif not settings.public_url and "v2" in settings.signature_versions:
+        log.warning("PUBLIC_URL is empty while V2 signatures are accepted: a V2 signature does not cover the body,"
+                    " and the URL it is checked against then comes from the request's own headers (Host,"
+                    " X-Forwarded-Host), so a V2 signature made for another URL could be replayed with any body;"
+                    " set PUBLIC_URL in production (see README: Deploy)")
     rules = RulesFile(settings.rules_file, settings.plivo_number, load_rules(settings.rules_file, settings.plivo_number))
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
@@ -3914,11 +3936,12 @@ LIST_WINDOW = 2_000            # the list looks at the newest messages first, th
 LIST_WINDOW_MAX = 128_000      # ... up to this many, then groups them all (one sender flooding the rest)
 SEARCH_WINDOW = 5_000          # a search looks at the newest messages first, then scans them all
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
-#: Every page: scripts and styles only from our own files (no inline script can run), no framing.
+#: Every page: scripts and styles only from our own files (no inline script can run), no framing. (The
+#: application adds Cache-Control: no-store and X-Content-Type-Options: nosniff to every /inbox answer.)
 PAGE_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
                                 " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+    ("Referrer-Policy", "same-origin"))
 STATIC_FILES = {"inbox.css": "text/css; charset=utf-8", "inbox.js": "text/javascript; charset=utf-8",
                 "favicon.svg": "image/svg+xml"}
 _CONVERSATION_PATH = re.compile(r"(\d{3,20})/(\d{3,20})(?:/(send|opt-out|opt-in))?")
@@ -4290,23 +4313,21 @@ class Inbox:
                                                            bool(tx.opted_out_of([customer], ours))))
         else:
             version = version_of(self.list_rows(query)[0])
-        return json_response(HTTPStatus.OK, {"version": version}, (("Cache-Control", "no-store"),))
+        return json_response(HTTPStatus.OK, {"version": version})
 
     def segments(self, environ: WSGIEnvironment) -> Response:
         """How a text would be sent, while it is typed: {"segments", "encoding", "characters"}."""
         self.session(environ, page=False)
         text = self.query(environ)["text"]
         count, encoding = segments_of(text)
-        return json_response(HTTPStatus.OK, {"segments": count, "encoding": encoding, "characters": len(text)},
-                             (("Cache-Control", "no-store"),))
+        return json_response(HTTPStatus.OK, {"segments": count, "encoding": encoding, "characters": len(text)})
 
     def static(self, environ: WSGIEnvironment) -> Response:
         """The page's style and script (no session needed: the login page uses them; they hold no data)."""
         name = environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/static/")
         if name not in STATIC_FILES:
             raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        return Response(HTTPStatus.OK, static_file(name), STATIC_FILES[name],
-                        (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")))
+        return Response(HTTPStatus.OK, static_file(name), STATIC_FILES[name])
 
     # Sessions, forms, pages
 
@@ -4933,10 +4954,39 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         log.warning("connection from %s failed: %s", client_address[0], sys.exc_info()[1])
 
 
+#: The stdlib server's Server header: wsgiref and http.server would name the Python version, which
+#: tells an attacker which of its known flaws to try.
+SERVER_SOFTWARE = "sms_responder"
+
+
+class AnswerHandler(ServerHandler):
+    """wsgiref's handler of one WSGI call (it writes the Server header of the application's answers)."""
+
+    server_software = SERVER_SOFTWARE
+
+
 class RequestHandler(WSGIRequestHandler):
-    """wsgiref's request handler, with a client timeout and the access log sent to our logger."""
+    """wsgiref's request handler, with a client timeout, the access log sent to our logger, and a
+    Server header that names no Python version (http.server's own answers: version_string)."""
 
     timeout = CLIENT_TIMEOUT
+    server_version = SERVER_SOFTWARE
+
+    def version_string(self) -> str:
+        return self.server_version  # http.server would add sys_version, "Python/3.x.y"
+
+    def handle(self) -> None:
+        """wsgiref's handle(), with AnswerHandler in place of its ServerHandler."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # http.server has answered the error
+            return
+        handler = AnswerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self  # wsgiref logs each answer through it
+        handler.run(self.server.get_app())
 
     def log_message(self, format: str, *args: object) -> None:
         access_log.info(format, *args, extra={"fields": {"client": self.client_address[0]}})

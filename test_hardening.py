@@ -431,3 +431,48 @@ class TestTokenScopes:
         schema = document["components"]["schemas"]["ScopeMissing"]
         assert schema["required"] == ["error", "scope"] and schema["properties"]["scope"]["enum"] == [
             "send", "read", "verify"]
+
+
+# -- 6, continued: what every answer carries, and what start-up says -------------------------------
+
+class TestHeadersAndStartUp:
+    """Finding 6, continued: no `nosniff`, no `no-store` on API answers, no HSTS; the stdlib server's
+    `Server` header showed the Python version; V2 without PUBLIC_URL was accepted silently."""
+
+    PATHS = [("GET", "/health"), ("GET", "/nowhere"), ("POST", WEBHOOK_PATH), ("GET", sms_responder.OPENAPI_PATH),
+             ("GET", f"{API}/x"), ("GET", "/api/nowhere"), ("GET", f"{INBOX}/login"), ("GET", INBOX),
+             ("GET", f"{INBOX}/updates"), ("GET", f"{INBOX}/static/inbox.css")]
+
+    @pytest.mark.parametrize("public_url", ["", "https://sms.example.com"])
+    @pytest.mark.parametrize("method,path", PATHS)
+    def test_nosniff_everywhere_no_store_and_hsts_on_api_and_inbox(self, make_app, public_url, method, path):
+        client = webtest.TestApp(make_app(public_url=public_url))
+        answer = client.request(path, method=method, status="*")
+        private = path.startswith(("/api/", INBOX))
+        assert answer.headers.getall("X-Content-Type-Options") == ["nosniff"]
+        assert answer.headers.getall("Cache-Control") == (["no-store"] if private else [])
+        hsts = ["max-age=31536000"] if private and public_url else []
+        assert answer.headers.getall("Strict-Transport-Security") == hsts
+
+    def test_the_stdlib_servers_server_header_names_no_python_version(self, services, env):
+        service = services(env)
+        answers = [exchange(service.port, raw_request("GET", "/health", {"Host": "x"})),
+                   exchange(service.port, b"GET / extra HTTP/1.1\r\nHost: x\r\n\r\n")]  # http.server's own answer
+        assert [status for status, _, _ in answers] == [200, 400]
+        for _, headers, _ in answers:
+            assert len(headers["server"]) == 1
+            assert "python" not in headers["server"][0].lower() and not re.search(r"\d", headers["server"][0])
+
+    def test_v2_without_public_url_warns_once_at_start_up(self, make_app, capsys):
+        make_app()
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line and "V2" in line]
+        assert len(warnings) == 1 and "PUBLIC_URL" in warnings[0] and "body" in warnings[0]
+        for settings_ in ({"public_url": "https://sms.example.com"}, {"signature_versions": "v3"},
+                          {"validate_signature": False}):
+            make_app(**settings_)
+            assert "V2" not in capsys.readouterr().err, settings_
+
+    def test_the_real_server_logs_it_at_start(self, services, env):
+        service = services(env)
+        service.stop()
+        assert len([line for line in service.log().splitlines() if "WARNING" in line and "V2" in line]) == 1
