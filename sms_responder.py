@@ -3764,6 +3764,10 @@ SESSION_TOUCH_EVERY = 60.0     # seconds: a session's last request is written at
 LOGIN_TRIES = 5                # failed logins of one name within LOGIN_LOCKOUT ...
 LOGIN_LOCKOUT = 15 * 60.0      # ... lock that name for this long, whatever the password
 MIN_PASSWORD = 12
+MAX_PASSWORD = 1024            # characters: a longer one is refused before it is hashed
+PASSWORD_CHECKS = 2            # Argon2 checks at once in one process: each holds 64 MiB while it runs
+#: Logins beyond PASSWORD_CHECKS wait their turn here, so that twenty at once cost the memory of two.
+password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3824,17 +3828,40 @@ def anyone_may_log_in(history: Transaction) -> bool:
     return history.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0]
 
 
+def may_be_a_login(name: str, password: str) -> bool:
+    """Could this be someone's name and password? If not, the login is refused before any hashing and
+    stored nowhere (a 60,000-character name was a failed try of its own, and a long password a long hash)."""
+    return _TOKEN_NAME.fullmatch(name) is not None and len(password) <= MAX_PASSWORD
+
+
+def log_login(outcome: str, name: str, environ: WSGIEnvironment) -> None:
+    """The record of a login (ok, failed, locked): the name as typed, cut to a name's longest (the log's
+    formatter escapes what could forge a line), and the client's address; never the password."""
+    fields = {"outcome": outcome, "name": name[:64]}
+    if environ.get("REMOTE_ADDR"):
+        fields["client"] = environ["REMOTE_ADDR"]
+    log.info("login", extra={"fields": fields})
+
+
 def start_login(tx: Transaction, name: str, now: float) -> str | None:
     """The stored password hash of `name` (None: no one is called that), the try counted as failed in
     advance, so that tries racing on several hosts all count. LockedOut after LOGIN_TRIES failures of
-    that name within LOGIN_LOCKOUT. The hash is checked outside any transaction: it is slow on purpose."""
+    that name within LOGIN_LOCKOUT; failures older than that, anyone's, are deleted on the way (the
+    table holds the last LOGIN_LOCKOUT's at most). The hash is checked outside any transaction: it
+    is slow on purpose."""
     tx.lock(f"login {name}")
-    tx.execute("DELETE FROM login_failures WHERE name = ? AND failed_at < ?", (name, tx.timestamp(now - LOGIN_LOCKOUT)))
+    tx.execute("DELETE FROM login_failures WHERE failed_at < ?", (tx.timestamp(now - LOGIN_LOCKOUT),))
     if tx.execute("SELECT count(*) FROM login_failures WHERE name = ?", (name,)).fetchone()[0] >= LOGIN_TRIES:
         raise LockedOut(name)
     tx.execute("INSERT INTO login_failures (name, failed_at) VALUES (?, ?)", (name, tx.timestamp(now)))
     row = tx.execute("SELECT password FROM users WHERE name = ?", (name,)).fetchone()
     return row and row[0]
+
+
+def upgrade_hash(tx: Transaction, name: str, old: str, new: str) -> None:
+    """Store a hash made with today's parameters in place of one made with older ones (unless the
+    password was changed meanwhile)."""
+    tx.execute("UPDATE users SET password = ? WHERE name = ? AND password = ?", (new, name, old))
 
 
 def open_session(tx: Transaction, name: str, now: float) -> str | None:
@@ -3853,14 +3880,20 @@ class LockedOut(Exception):
     """Too many failed logins for one name: refused for a while, whatever the password."""
 
 
-def password_matches(hashed: str | None, password: str) -> bool:
-    """Does the password match the stored hash? With no hash (no such person) a hash is still checked,
-    so that an unknown name takes as long as a wrong password."""
+def check_password(hashed: str | None, password: str) -> tuple[bool, str | None]:
+    """Does the password match the stored hash; and if it does and the hash was made with older
+    parameters, a new hash to store in its place (else None). With no hash (no such person) a hash
+    is still checked, so that an unknown name takes as long as a wrong password. At most
+    PASSWORD_CHECKS of these run at once in this process (each Argon2 check holds 64 MiB); the
+    others wait their turn."""
     errors = importlib.import_module("argon2.exceptions")
-    try:
-        return passwords().verify(hashed or _nobodys_hash(), password) and hashed is not None
-    except (errors.VerificationError, errors.InvalidHashError):
-        return False
+    hasher = passwords()
+    with password_checks:
+        try:
+            matches = hasher.verify(hashed or _nobodys_hash(), password) and hashed is not None
+        except (errors.VerificationError, errors.InvalidHashError):
+            return False, None
+        return matches, (hasher.hash(password) if matches and hasher.check_needs_rehash(hashed) else None)
 
 
 @functools.cache
@@ -4239,18 +4272,34 @@ class Inbox:
     def log_in(self, environ: WSGIEnvironment) -> Response:
         form = self.form(environ)
         name, password = form.get("name", ""), form.get("password", "")
-        try:
-            hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
-        except LockedOut:
-            return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS,
-                                   f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes.")
-        token = self.store.run(lambda tx: open_session(tx, name, time.time())) if password_matches(
-            hashed, password) else None
+        token = None
+        if may_be_a_login(name, password):  # else refused as a wrong password is, unhashed and unstored
+            try:
+                hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
+            except LockedOut:
+                log_login("locked", name, environ)
+                wait = f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes."
+                return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS, wait)
+            token = self.open_session_if(name, password, hashed)
+        log_login("ok" if token else "failed", name, environ)
         if token is None:  # one message for an unknown name and a wrong password alike
             return self.login_page(environ, HTTPStatus.UNAUTHORIZED, "Wrong name or password.")
         cookie = (f"{SESSION_COOKIE}={token}; Path={INBOX_PATH}; Max-Age={int(SESSION_LIMIT)}; HttpOnly;"
                   f" SameSite=Strict{'; Secure' if self.secure_cookie else ''}")
         return redirect(INBOX_PATH, (("Set-Cookie", cookie),))
+
+    def open_session_if(self, name: str, password: str, hashed: str | None) -> str | None:
+        """A new session's token if the password matches the hash (re-hashed if it was made with older
+        parameters), else None."""
+        matches, new_hash = check_password(hashed, password)
+        if not matches:
+            return None
+
+        def open_it(tx: Transaction) -> str | None:
+            if new_hash:
+                upgrade_hash(tx, name, hashed, new_hash)
+            return open_session(tx, name, time.time())
+        return self.store.run(open_it)
 
     def log_out(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)

@@ -433,6 +433,107 @@ class TestTokenScopes:
             "send", "read", "verify"]
 
 
+# -- 4. Logins that cost little --------------------------------------------------------------------
+
+class TestLogins:
+    """Finding 4: six logins at once took the server from 125 to 453 MB, and a 60,000-character name was
+    stored as a failed try. Invalid names and over-long passwords are refused before any hashing, at
+    most two password checks run at once per process, and old failed tries are deleted."""
+
+    @pytest.mark.parametrize("name,password", [
+        ("a b", PASSWORD), ("x" * 65, PASSWORD), ("x" * 60000, PASSWORD), ("alice\n", PASSWORD),
+        ("\u00e5lice", PASSWORD), ("", PASSWORD), ("alice", "p" * 1025)],
+        ids=["space", "65 characters", "60,000 characters", "newline", "non-ASCII", "empty", "long password"])
+    def test_invalid_names_and_long_passwords_get_the_same_401_unhashed_and_unstored(self, app, database_url,
+                                                                                      hash_spy, name, password):
+        add_person(app)
+        browser = webtest.TestApp(app)
+        refused = log_in(browser, name, password, status=401)
+        assert hash_spy.checked == []
+        assert query(database_url, "SELECT count(*) FROM login_failures") == [(0,)]
+        wrong = log_in(browser, "alice", "wrong password!!", status=401)
+        assert len(hash_spy.checked) == 1  # a wrong password is checked, and counted
+        assert refused.text == wrong.text
+
+    def test_a_password_of_1024_characters_is_checked(self, app, hash_spy):
+        add_person(app)
+        log_in(webtest.TestApp(app), "alice", "p" * 1024, status=401)
+        assert len(hash_spy.checked) == 1
+
+    def test_at_most_two_password_checks_run_at_once(self, app, monkeypatch):
+        spy = HashSpy(sms_responder.passwords(), pause=0.2)
+        monkeypatch.setattr(sms_responder, "passwords", lambda: spy)
+        add_person(app)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda i: log_in(webtest.TestApp(app), f"person{i}", PASSWORD, 401).status_int,
+                                     range(8)))
+        assert statuses == [401] * 8 and len(spy.checked) == 8
+        assert spy.most == 2
+
+    def test_twenty_logins_at_once_keep_peak_memory_within_150_mb_of_idle(self, services, tmp_path, figures):
+        env = {"PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
+               "DATABASE_URL": f"sqlite:///{tmp_path / 'sms.db'}"}
+        service = services(env)
+        assert exchange(service.port, raw_request("GET", f"{INBOX}/login", {"Host": "x"}))[0] == 200
+        idle = peak_memory(service.process.pid)
+
+        def attempt(i):
+            connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=120)
+            connection.request("POST", f"{INBOX}/login", f"name=person{i:02d}&password=wrong+password+{i}",
+                               {"Content-Type": FORM})
+            return connection.getresponse().status
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(attempt, range(20)))
+        seconds = time.monotonic() - started
+        peak = peak_memory(service.process.pid)
+        assert statuses == [401] * 20
+        figures["twenty logins at once, stdlib server"] = {
+            "idle_peak_mb": round(idle / 1e6), "peak_mb": round(peak / 1e6), "growth_mb": round((peak - idle) / 1e6),
+            "seconds": round(seconds, 2)}
+        assert peak - idle < 150e6
+
+    def test_failed_tries_older_than_the_lockout_window_are_deleted_whatever_the_name(self, app, database_url):
+        old = stored_time(database_url, datetime.now(UTC) - timedelta(minutes=16))
+        recent = stored_time(database_url, datetime.now(UTC) - timedelta(minutes=5))
+        connection = connect(database_url)
+        with connection:
+            for name, at in (("mallory", old), ("mallory", old), ("bob", old), ("carol", recent)):
+                connection.execute("INSERT INTO login_failures (name, failed_at) VALUES (?, ?)", (name, at))
+        connection.close()
+        add_person(app)
+        log_in(webtest.TestApp(app), "alice", "wrong password!!", status=401)
+        assert sorted(name for name, in query(database_url, "SELECT name FROM login_failures")) == ["alice", "carol"]
+
+    @pytest.mark.sqlite_only
+    def test_the_old_tries_are_found_through_an_index(self, app, database_url):
+        plan = query(database_url, "EXPLAIN QUERY PLAN DELETE FROM login_failures WHERE failed_at < ?", "2026")
+        assert "USING INDEX login_failures_by_time" in " ".join(row[3] for row in plan)
+
+    def test_a_hash_of_older_parameters_is_rehashed_at_the_next_successful_login(self, app, database_url):
+        old = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+        connection = connect(database_url)
+        with connection:
+            connection.execute("INSERT INTO users (name, password, created_at) VALUES (?, ?, ?)",
+                               ("alice", old, stored_time(database_url, datetime.now(UTC))))
+        connection.close()
+        browser = webtest.TestApp(app)
+        log_in(browser, "alice", "wrong password!!", status=401)
+        assert query(database_url, "SELECT password FROM users") == [(old,)]  # only a login that succeeds
+        log_in(browser)
+        (new,), = query(database_url, "SELECT password FROM users")
+        assert new != old and not sms_responder.passwords().check_needs_rehash(new)
+        assert new.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        log_in(webtest.TestApp(app))  # the new hash holds the same password
+        assert query(database_url, "SELECT password FROM users") == [(new,)]
+
+
+def peak_memory(pid):
+    """A process's peak resident memory so far (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)[1]) * 1024
+
+
 # -- 6, continued: what every answer carries, and what start-up says -------------------------------
 
 class TestHeadersAndStartUp:
