@@ -4415,10 +4415,12 @@ class Inbox:
         return {"q": value.get("q", "")[:200], "before": before, "text": value.get("text", "")[:MAX_REPLY_CHARS * 2],
                 "with": pair and pair.group(1, 2)}
 
-    @staticmethod
-    def conversation_of(environ: WSGIEnvironment) -> tuple[str, str, str | None]:
+    def conversation_of(self, environ: WSGIEnvironment) -> tuple[str, str, str | None]:
+        """(customer, our number, action) of a conversation's path; 404 if there is none, or if it opts a
+        customer out or in of a number that is not ours (a conversation with a number no longer ours can
+        still be read)."""
         match = _CONVERSATION_PATH.fullmatch(environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/conversations/"))
-        if not match:
+        if not match or (match[3] in ("opt-out", "opt-in") and match[2] not in self.settings.plivo_number):
             raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
         return match[1], match[2], match[3]
 

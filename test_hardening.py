@@ -534,6 +534,34 @@ def peak_memory(pid):
     return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)[1]) * 1024
 
 
+# -- 5. Opt-out and opt-in by hand: only for our numbers -------------------------------------------
+
+class TestConsentByHand:
+    """Finding 5: an opt-out by hand for a pair whose second number is not ours was stored (303)."""
+
+    @pytest.fixture
+    def browser(self, app):
+        add_person(app)
+        browser = webtest.TestApp(app)
+        log_in(browser)
+        return browser
+
+    @pytest.mark.parametrize("action", ["opt-out", "opt-in"])
+    def test_a_number_not_ours_is_404_and_nothing_is_stored(self, browser, database_url, action):
+        path = f"{INBOX}/conversations/{SENDER}/{NOT_OURS}/{action}"
+        browser.get(path, status=404)
+        browser.post(path, {"csrf": csrf(browser)}, status=404)
+        assert query(database_url, "SELECT count(*) FROM opt_outs") == [(0,)]
+        assert query(database_url, "SELECT count(*) FROM consent_changes") == [(0,)]
+
+    def test_our_own_numbers_still_work(self, browser, database_url):
+        browser.post(f"{INBOX}/conversations/{SENDER}/{OUR_NUMBER}/opt-out", {"csrf": csrf(browser)}, status=303)
+        assert query(database_url, "SELECT number_key, to_key FROM opt_outs") == [(SENDER, OUR_NUMBER)]
+
+    def test_a_conversation_with_a_number_no_longer_ours_can_still_be_read(self, browser):
+        browser.get(f"{INBOX}/conversations/{SENDER}/{NOT_OURS}", status=200)
+
+
 # -- 6, continued: what every answer carries, and what start-up says -------------------------------
 
 class TestHeadersAndStartUp:
