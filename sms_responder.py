@@ -3747,10 +3747,12 @@ def manage_tokens(args: argparse.Namespace) -> int:
             elif (removed := remove_token(tx, args.name)) is None:
                 raise ConfigError([f"there is no token named {args.name}"])
     if args.action == "add":
+        log.info("token added", extra={"fields": {"name": args.name, "scopes": ",".join(scopes)}})
         print(token)
         print(f"token {args.name}: keep it secret; it is shown only now (`tokens remove {args.name}` revokes it)",
               file=sys.stderr)
     else:
+        log.info("token removed", extra={"fields": {"name": args.name, "scopes": removed}})
         print(f"removed token {args.name}: every request with it is refused from now on")
     return 0
 
@@ -3939,6 +3941,7 @@ def manage_people(args: argparse.Namespace) -> int:
     settings = Settings.from_env(read_environment())
     name = person_name(args.name) if args.action != "list" else ""
     password = read_password(name) if args.action in ("add", "password") else ""
+    configure_logging(settings.log_level, settings.log_format)
     with command_store(settings) as store:
         if args.action == "list":
             with store.reading() as history:
@@ -3955,6 +3958,8 @@ def manage_people(args: argparse.Namespace) -> int:
                 found = remove_person(tx, name)
         if not found:
             raise ConfigError([f"there is no one called {name}"])
+    log.info({"add": "person added", "password": "password changed", "remove": "person removed"}[args.action],
+             extra={"fields": {"name": name}})
     print({"add": f"{name} may log in to the inbox",
            "password": f"new password for {name}; their sessions have ended",
            "remove": f"removed {name}; their sessions have ended"}[args.action])
@@ -4305,6 +4310,7 @@ class Inbox:
         session = self.session(environ, page=True)
         self.check_csrf(session, self.form(environ))
         self.store.run(lambda tx: end_session(tx, session.token))
+        log.info("logout", extra={"fields": {"name": session.name}})
         cookie = f"{SESSION_COOKIE}=; Path={INBOX_PATH}; Max-Age=0; HttpOnly; SameSite=Strict"
         return redirect(f"{INBOX_PATH}/login", (("Set-Cookie", cookie),))
 
@@ -4315,6 +4321,8 @@ class Inbox:
         self.check_csrf(session, form)
         if action in ("opt-out", "opt-in"):
             self.store.run(lambda tx: change_consent(tx, customer, ours, action == "opt-out", session.name, time.time()))
+            log.info(f"{action} by hand", extra={"fields": {"by": session.name, "customer": mask_number(customer),
+                                                            "number": ours}})
             return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
         if action != "send":
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "GET"),))

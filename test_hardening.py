@@ -562,6 +562,79 @@ class TestConsentByHand:
         browser.get(f"{INBOX}/conversations/{SENDER}/{NOT_OURS}", status=200)
 
 
+# -- 6. A record of who did what -------------------------------------------------------------------
+
+class TestWhoDidWhat:
+    """Finding 6: the inbox wrote no log line at all. One INFO line each for logins, logouts, opt-outs
+    and opt-ins by hand, people and tokens added or removed; never a password, a session or a token."""
+
+    def test_logins_ok_failed_and_locked(self, make_app, capsys):
+        app = make_app(log_format="json")
+        add_person(app)
+        browser = webtest.TestApp(app)
+        capsys.readouterr()
+        token = log_in(browser).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+        for _ in range(5):
+            log_in(webtest.TestApp(app), "alice", "wrong password!!", status=401)
+        log_in(webtest.TestApp(app), status=429)
+        log_in(webtest.TestApp(app), "a b", status=401)
+        output = capsys.readouterr().err
+        logins = [entry for entry in json_lines(output) if entry["message"] == "login"]
+        assert [(entry["level"], entry["outcome"], entry["name"]) for entry in logins] == [
+            ("INFO", "ok", "alice"), *[("INFO", "failed", "alice")] * 5, ("INFO", "locked", "alice"),
+            ("INFO", "failed", "a b")]
+        assert PASSWORD not in output and "wrong password" not in output and token not in output
+
+    def test_the_name_as_typed_cut_to_64_characters_and_escaped(self, app, logs):
+        forged = "mallory\u2028\x85\r\n2026-12-05 10:00:00,000 INFO login outcome=ok name=alice"
+        browser = webtest.TestApp(app)
+        log_in(browser, forged, status=401)
+        log_in(browser, "y" * 100, status=401)
+        written = logs()
+        assert written.splitlines() == written.split("\n")[:-1]  # no line break but the lines' own
+        logins = [line for line in written.splitlines() if " INFO login " in line]
+        assert len(logins) == 2 and logins[0].index("outcome=failed") < logins[0].index("name=")
+        assert "mallory" in logins[0] and "\u2028" not in written and "\x85" not in written
+        assert f"name={'y' * 64}" in logins[1] and "y" * 65 not in logins[1]
+
+    def test_logout_and_consent_by_hand(self, make_app, capsys):
+        app = make_app(log_format="json")
+        add_person(app)
+        browser = webtest.TestApp(app)
+        log_in(browser)
+        for action in ("opt-out", "opt-in"):
+            browser.post(f"{INBOX}/conversations/{SENDER}/{OUR_NUMBER}/{action}", {"csrf": csrf(browser)}, status=303)
+        session = browser.cookies["sms_inbox"]
+        browser.post(f"{INBOX}/logout", {"csrf": csrf(browser)}, status=303)
+        output = capsys.readouterr().err
+        entries = {entry["message"]: entry for entry in json_lines(output)}
+        assert entries["opt-out by hand"]["by"] == "alice" and entries["opt-out by hand"]["customer"] == "***0123"
+        assert entries["opt-in by hand"]["by"] == "alice" and entries["opt-in by hand"]["number"] == OUR_NUMBER
+        assert entries["logout"]["name"] == "alice" and entries["logout"]["level"] == "INFO"
+        assert SENDER not in output and session not in output
+
+    def test_people_added_given_a_new_password_and_removed(self, env, tmp_path, app):
+        env = {**env, "LOG_FORMAT": "json"}
+        results = [run(env, tmp_path, "users", "add", "alice", stdin=PASSWORD + "\n"),
+                   run(env, tmp_path, "users", "password", "alice", stdin="a brand new password\n"),
+                   run(env, tmp_path, "users", "remove", "alice")]
+        entries = [entry for result in results for entry in json_lines(result.stderr)]
+        assert [(entry["level"], entry["message"], entry["name"]) for entry in entries] == [
+            ("INFO", "person added", "alice"), ("INFO", "password changed", "alice"),
+            ("INFO", "person removed", "alice")]
+        assert not any(PASSWORD in result.stderr or "brand new" in result.stderr for result in results)
+
+    def test_tokens_added_and_removed_with_their_scopes(self, env, tmp_path, app):
+        added = run(env, tmp_path, "tokens", "add", "orders", "--scope", "send,read")
+        removed = run(env, tmp_path, "tokens", "remove", "orders")
+        token = added.stdout.strip()
+        lines = [line for line in added.stderr.splitlines() + removed.stderr.splitlines() if " INFO " in line]
+        assert len(lines) == 2
+        assert "token added" in lines[0] and "name=orders" in lines[0] and "scopes=send,read" in lines[0]
+        assert "token removed" in lines[1] and "name=orders" in lines[1] and "scopes=send,read" in lines[1]
+        assert token not in added.stderr + removed.stderr
+
+
 # -- 6, continued: what every answer carries, and what start-up says -------------------------------
 
 class TestHeadersAndStartUp:
