@@ -72,6 +72,7 @@ import signal
 import socket
 import socketserver
 import sqlite3
+import stat
 import string
 import sys
 import tempfile
@@ -438,16 +439,18 @@ class Metrics:
     server, `worker`) counts in files of its own in one folder, and a scrape, whichever process
     answers it, sums the files of every process, those that have exited included, so a restarted
     worker loses none of the counts. The folder is PROMETHEUS_MULTIPROC_DIR when it is set, else
-    one per deployment (working directory and DATABASE_URL) in the system's temporary folder. The
-    library chooses that mode when it is first imported, so it is imported here, after the folder
-    is set, and only when METRICS_TOKEN is. Gauges that describe the database are read at each
-    scrape through indexes (the waiting outbox rows, the opt-outs), never counted per process.
+    one per deployment (working directory and DATABASE_URL) in the system's temporary folder,
+    readable by its owner only (private_folder). The library chooses that mode when it is first
+    imported, so it is imported here, after the folder is set, and only when METRICS_TOKEN is. Gauges
+    that describe the database are read at each scrape through indexes (the waiting outbox rows, the
+    opt-outs), never counted per process.
     """
 
     def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
         self.token = settings.metrics_token.encode()
-        self.folder = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_folder(settings))
-        os.makedirs(self.folder, exist_ok=True)
+        self.folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or private_folder(metrics_folder(settings))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.folder  # for the library, and for processes forked later
+        os.makedirs(self.folder, exist_ok=True)  # one the operator named is used as they made it
         prometheus = importlib.import_module("prometheus_client")
         multiprocess = importlib.import_module("prometheus_client.multiprocess")
         values = importlib.import_module("prometheus_client.values")
@@ -526,6 +529,36 @@ def metrics_folder(settings: Settings) -> str:
     and DATABASE_URL give the same folder (gunicorn's workers, the `worker` beside them)."""
     deployment = hashlib.sha256(f"{os.getcwd()}\0{settings.database_url}".encode()).hexdigest()[:12]
     return os.path.join(tempfile.gettempdir(), f"sms_responder-metrics-{os.getuid()}-{deployment}")
+
+
+def private_folder(path: str) -> str:
+    """The folder at `path`, made readable by its owner only; ConfigError naming it if it is not ours.
+
+    The folder the service picks itself sits in the shared temporary folder, under a name anyone can
+    work out: a symbolic link or a folder planted there first by someone else would take in our
+    counts, or feed in theirs. Such a folder, or one that others may write to, stops start-up. One of
+    ours that others may only read (an earlier release made it so) becomes private. /tmp's sticky bit
+    keeps others from replacing it afterwards.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a folder"
+    elif found.st_uid != os.getuid():
+        problem = f"belongs to another user (uid {found.st_uid})"
+    elif found.st_mode & 0o022:
+        problem = "may be written to by other users"
+    else:
+        if found.st_mode & 0o077:
+            os.chmod(path, 0o700)
+        return path
+    raise ConfigError([f"METRICS_TOKEN: the metrics folder {path} {problem}; remove it, or set "
+                       "PROMETHEUS_MULTIPROC_DIR to a folder of your own"])
 
 
 # -- Schema: the tables, and how each version migrates to the next ------------
@@ -2843,6 +2876,8 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
             value = ",".join(map(str, value))
         environ[name.upper()] = str(value)
     settings = Settings.from_env(environ)
+    store = open_store(settings)
+    metrics = Metrics(settings, store) if settings.metrics_token else None  # its folder may stop start-up: first
     configure_logging(settings.log_level, settings.log_format)
     if settings.plivo_auth_token == PLACEHOLDER_AUTH_TOKEN:
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
@@ -2857,8 +2892,6 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
             "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
-    store = open_store(settings)
-    metrics = Metrics(settings, store) if settings.metrics_token else None
     rules.metrics = metrics
     app = SmsResponder(settings, store, reply or default_reply(settings), rules, metrics)
     rules.current()  # start watching the file now, so that an idle worker notices changes too

@@ -678,3 +678,66 @@ class TestHeadersAndStartUp:
         service = services(env)
         service.stop()
         assert len([line for line in service.log().splitlines() if "WARNING" in line and "V2" in line]) == 1
+
+
+# -- 7. The metrics folder the service picks itself ------------------------------------------------
+
+class TestMetricsFolder:
+    """Finding 7: the folder was made in /tmp under a name anyone can work out, and one someone else
+    made first was used as is. It is now private to its owner; a symbolic link or another user's folder
+    stops start-up with one line naming it."""
+
+    @pytest.fixture
+    def metered(self, env):
+        return {**env, "METRICS_TOKEN": METRICS_TOKEN}
+
+    @pytest.fixture
+    def folder(self, metered, tmp_path):
+        """The folder a service of this test would pick (removed afterwards, whatever it became)."""
+        path = Path(metrics_folder(SimpleNamespace(cwd=tmp_path, env=metered)))
+        assert path.name.startswith("sms_responder-metrics-") and not os.path.lexists(path)
+        yield path
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+
+    def start(self, env, tmp_path):
+        return subprocess.run([sys.executable, str(MODULE), "--port", "0"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=20)
+
+    def test_the_folder_is_created_readable_by_its_owner_only(self, services, metered, folder):
+        service = services(metered)
+        assert service.process.poll() is None
+        assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+
+    def test_a_symbolic_link_stops_start_up_with_one_line(self, metered, tmp_path, folder):
+        target = tmp_path / "elsewhere"
+        target.mkdir()
+        folder.symlink_to(target)
+        result = self.start(metered, tmp_path)
+        assert (result.returncode, len(result.stderr.splitlines())) == (2, 1), result.stderr
+        assert str(folder) in result.stderr and "symbolic link" in result.stderr
+        assert list(target.iterdir()) == []
+
+    @pytest.mark.skipif(os.getuid() != 0, reason="only root can give a folder to another user")
+    def test_another_users_folder_stops_start_up_with_one_line(self, metered, tmp_path, folder):
+        folder.mkdir(mode=0o700)
+        os.chown(folder, 12345, 12345)
+        result = self.start(metered, tmp_path)
+        assert (result.returncode, len(result.stderr.splitlines())) == (2, 1), result.stderr
+        assert str(folder) in result.stderr and "12345" in result.stderr
+        assert list(folder.iterdir()) == []
+
+    def test_a_folder_others_may_write_to_stops_start_up(self, metered, tmp_path, folder):
+        folder.mkdir()
+        folder.chmod(0o777)
+        result = self.start(metered, tmp_path)
+        assert (result.returncode, len(result.stderr.splitlines())) == (2, 1), result.stderr
+        assert str(folder) in result.stderr and list(folder.iterdir()) == []
+
+    def test_a_folder_of_the_previous_release_is_made_private(self, services, metered, folder):
+        folder.mkdir()
+        folder.chmod(0o755)  # what os.makedirs made under the usual umask
+        services(metered)
+        assert folder.stat().st_mode & 0o777 == 0o700
