@@ -24,8 +24,8 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Constants             paths, keyword families, limits and timings
     Settings              one field per environment variable, parsed and checked at start
     Logging               text or JSON lines; numbers masked, control characters escaped
-    Metrics               /metrics: Prometheus counters summed over the host's processes, gauges read
-                          from the database
+    Metrics               /metrics: Prometheus counters summed over the host's processes (in a folder
+                          private to its owner), gauges read from the database
     Schema                the tables, and how each schema version migrates to the next
     Storage               SQLite and PostgreSQL: connections, transactions, group commit, the two
                           dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
@@ -33,11 +33,15 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Messages              an inbound message, keywords, outcomes, decisions, reply text, segments, XML
     Reply rules           RULES_FILE: parsed and checked, reloaded, the first match, their reads
     A person in the loop  FORWARD_TO: forwards to the owners and relays their answers, their reads
-    HTTP plumbing         body limits, form parsing, the fields of both webhooks
-    Application           the WSGI app: routes, the webhook's steps in order, the decision
+    HTTP plumbing         body limits (a plain Content-Length), the URL's headers, form parsing, the fields
+                          of both webhooks
+    Application           the WSGI app: routes, the headers every answer carries, the webhook's steps in
+                          order, the decision
     Outbox                sending through the Plivo REST API: the worker, delivery reports, its statements
-    Speaking first        /api/messages: tokens, outbound messages (queued, scheduled, cancelled), `text`
-    Team inbox: people    who may log in: passwords (Argon2id), sessions, lockout, `users`
+    Speaking first        /api/messages: tokens and their scopes, outbound messages (queued, scheduled,
+                          cancelled), `text`
+    Team inbox: people    who may log in: passwords (Argon2id, two checks at once), sessions, lockout,
+                          the record of logins, `users`
     Team inbox: pages     /inbox: the list, a conversation, answering, opt-out by hand, live updates
     Operating it          messages, stats, opt-out lists, retention, and their statements
     Server and command line   the threaded stdlib server, each verb, main()
@@ -1536,8 +1540,12 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     With PUBLIC_URL set: PUBLIC_URL + path (+ query). Otherwise the URL is
     rebuilt like wsgiref.util.request_uri, preferring X-Forwarded-Proto and
     X-Forwarded-Host (first value) because behind ngrok or a TLS proxy the
-    server only sees its own side. Trusting them is safe: the signature
-    covers the URL, so a forged header only makes the check fail.
+    server only sees its own side. Trusting them is safe for V3: the signature
+    covers the URL and the body, so a forged header only makes the check fail.
+    A V2 signature covers no body, so V2 headers made for another URL of the
+    account could be replayed here with that URL's host: start-up warns while
+    V2 is accepted without PUBLIC_URL. Values that cannot be part of a URL are
+    refused before this is called (check_url_headers).
     """
     path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
                               safe="/;=,", encoding="latin1")
