@@ -2517,6 +2517,7 @@ _HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<por
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
 
 
+@functools.lru_cache(maxsize=64)  # a service sees a few hosts again and again; bounded: the client chooses them
 def is_host(value: str) -> bool:
     """Is this a host name or address with an optional port, as a URL holds it ([::1]:3000 too)?"""
     match = _HOST.fullmatch(value)
@@ -2539,8 +2540,8 @@ def check_url_headers(environ: WSGIEnvironment) -> None:
     No signature can match such a request, and turning the header into a URL made urlsplit raise
     (Host: [ was a 500 that counted as a failed webhook). Refused here, before any URL is made."""
     for name, key, is_valid in URL_HEADERS:
-        value = environ.get(key, "")
-        if not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
+        value = environ.get(key)
+        if value and not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
             raise HTTPError(HTTPStatus.FORBIDDEN, f"invalid {name} header", header=name, value=value[:100])
 
 
