@@ -2890,13 +2890,13 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
     configure_logging(settings.log_level, settings.log_format)
     if settings.plivo_auth_token == PLACEHOLDER_AUTH_TOKEN:
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
-    if not settings.validate_signature:
-        log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
-    elif not settings.public_url and "v2" in settings.signature_versions:
+    if settings.validate_signature and not settings.public_url and "v2" in settings.signature_versions:
         log.warning("PUBLIC_URL is empty while V2 signatures are accepted: a V2 signature does not cover the body,"
                     " and the URL it is checked against then comes from the request's own headers (Host,"
                     " X-Forwarded-Host), so a V2 signature made for another URL could be replayed with any body;"
                     " set PUBLIC_URL in production (see README: Deploy)")
+    if not settings.validate_signature:
+        log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
     rules = RulesFile(settings.rules_file, settings.plivo_number, load_rules(settings.rules_file, settings.plivo_number))
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
