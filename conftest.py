@@ -227,21 +227,28 @@ PREVIOUS_RELEASE = Path(__file__).parent / "testdata" / "schema_v3.sql"
 
 def load_previous_release(database_url):
     """Make the test's database the one testdata/schema_v3.sql holds: what the release before reply
-    rules wrote. SQLite runs the dump; PostgreSQL gets that release's schema and the dump's rows."""
+    rules wrote."""
+    load_release(database_url, PREVIOUS_RELEASE, 3)
+
+
+def load_release(database_url, dump, version):
+    """Make the test's database the one a dump in testdata/ holds, written by the release at schema
+    `version`. SQLite runs the dump; PostgreSQL gets that release's schema and the dump's rows."""
     import sms_responder
-    dump = PREVIOUS_RELEASE.read_text()
+    text = dump.read_text()
     connection = connect(database_url)
     try:
         if database_url.startswith("sqlite:///"):
-            connection.executescript(dump)
+            connection.executescript(text)
             return
         with connection:
             connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            connection.execute("INSERT INTO schema_version VALUES (3)")
-            for step in sms_responder.MIGRATIONS[:3]:
-                for statement in step:
-                    connection.execute(statement.format(**sms_responder.POSTGRES_TYPES))
-            for line in dump.splitlines():
+            connection.execute(f"INSERT INTO schema_version VALUES ({version})")
+            for step in sms_responder.MIGRATIONS[:version]:
+                for entry in step:
+                    for statement in [entry] if isinstance(entry, str) else entry["postgresql"]:
+                        connection.execute(statement.format(**sms_responder.POSTGRES_TYPES))
+            for line in text.splitlines():
                 if line.startswith("INSERT INTO"):
                     connection.connection.execute(line)  # no parameters: a ? in the text stays a ?
     finally:

@@ -25,8 +25,8 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Constants             paths, keyword families, limits and timings
     Settings              one field per environment variable, parsed and checked at start
     Logging               text or JSON lines; numbers masked, control characters escaped
-    Metrics               /metrics: Prometheus counters summed over the host's processes, gauges read
-                          from the database
+    Metrics               /metrics: Prometheus counters summed over the host's processes (in a folder
+                          private to its owner), gauges read from the database
     Schema                the tables, and how each schema version migrates to the next
     Storage               SQLite and PostgreSQL: connections, transactions, group commit, the two
                           dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
@@ -36,11 +36,15 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
                           built from them, the consent question's read
     Reply rules           RULES_FILE: parsed and checked, reloaded, the first match, their reads
     A person in the loop  FORWARD_TO: forwards to the owners and relays their answers, their reads
-    HTTP plumbing         body limits, form parsing, the fields of both webhooks
-    Application           the WSGI app: routes, the webhook's steps in order, the decision
+    HTTP plumbing         body limits (a plain Content-Length), the URL's headers, form parsing, the fields
+                          of both webhooks
+    Application           the WSGI app: routes, the headers every answer carries, the webhook's steps in
+                          order, the decision
     Outbox                sending through the Plivo REST API: the worker, delivery reports, its statements
-    Speaking first        /api/messages: tokens, outbound messages (queued, scheduled, cancelled), `text`
-    Team inbox: people    who may log in: passwords (Argon2id), sessions, lockout, `users`
+    Speaking first        /api/messages: tokens and their scopes, outbound messages (queued, scheduled,
+                          cancelled), `text`
+    Team inbox: people    who may log in: passwords (Argon2id, two checks at once), sessions, lockout,
+                          the record of logins, `users`
     Team inbox: pages     /inbox: the list, a conversation, answering, opt-out by hand, live updates
     Operating it          messages, stats, opt-out lists, retention, and their statements
     Server and command line   the threaded stdlib server, each verb, main()
@@ -62,6 +66,7 @@ import hmac
 import http.client
 import importlib
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -74,6 +79,7 @@ import signal
 import socket
 import socketserver
 import sqlite3
+import stat
 import string
 import sys
 import tempfile
@@ -93,7 +99,7 @@ from datetime import UTC, date, datetime, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from plivo.utils.signature_v3 import construct_get_url
@@ -107,6 +113,8 @@ WEBHOOK_PATH = "/webhooks/plivo/messaging"
 STATUS_PATH = "/webhooks/plivo/status"
 HEALTH_PATH = "/health"
 API_PREFIX = "/api/"
+#: Answers under these paths hold people's conversations: never kept by a cache, and HTTPS-only behind https.
+PRIVATE_PREFIXES = (API_PREFIX, "/inbox")
 #: Files the module serves (the OpenAPI document; the inbox's page, style and script), installed beside it.
 WEB_FILES = Path(__file__).with_name("sms_responder_web")
 
@@ -357,8 +365,13 @@ def read_environment() -> dict[str, str]:
 
 # -- Logging ------------------------------------------------------------------
 
-_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+# Control characters (C0 and C1) and Unicode's line and paragraph separators: readers break lines at
+# some of them, so a value holding one could forge a line of its own.
+_CONTROL_CHARS = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+                  for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+_HAS_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # json.dumps leaves them as they are
+_HAS_JSON_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
 
 
@@ -399,7 +412,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        # Only inside strings, where their escapes mean the same: the line stays one line for every reader.
+        return line.translate(_JSON_LINE_BREAKS) if _HAS_JSON_LINE_BREAKS.search(line) else line
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -436,16 +451,18 @@ class Metrics:
     server, `worker`) counts in files of its own in one folder, and a scrape, whichever process
     answers it, sums the files of every process, those that have exited included, so a restarted
     worker loses none of the counts. The folder is PROMETHEUS_MULTIPROC_DIR when it is set, else
-    one per deployment (working directory and DATABASE_URL) in the system's temporary folder. The
-    library chooses that mode when it is first imported, so it is imported here, after the folder
-    is set, and only when METRICS_TOKEN is. Gauges that describe the database are read at each
-    scrape through indexes (the waiting outbox rows, the opt-outs), never counted per process.
+    one per deployment (working directory and DATABASE_URL) in the system's temporary folder,
+    readable by its owner only (private_folder). The library chooses that mode when it is first
+    imported, so it is imported here, after the folder is set, and only when METRICS_TOKEN is. Gauges
+    that describe the database are read at each scrape through indexes (the waiting outbox rows, the
+    opt-outs), never counted per process.
     """
 
     def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
         self.token = settings.metrics_token.encode()
-        self.folder = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_folder(settings))
-        os.makedirs(self.folder, exist_ok=True)
+        self.folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or private_folder(metrics_folder(settings))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.folder  # for the library, and for processes forked later
+        os.makedirs(self.folder, exist_ok=True)  # one the operator named is used as they made it
         prometheus = importlib.import_module("prometheus_client")
         multiprocess = importlib.import_module("prometheus_client.multiprocess")
         values = importlib.import_module("prometheus_client.values")
@@ -468,7 +485,7 @@ class Metrics:
             self.sends.labels(status)
         for result in ("reloaded", "refused"):
             self.reloads.labels(result)
-        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED,
+        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
                        HTTPStatus.TOO_MANY_REQUESTS):
             self.api_requests.labels(str(status.value))
 
@@ -524,6 +541,36 @@ def metrics_folder(settings: Settings) -> str:
     and DATABASE_URL give the same folder (gunicorn's workers, the `worker` beside them)."""
     deployment = hashlib.sha256(f"{os.getcwd()}\0{settings.database_url}".encode()).hexdigest()[:12]
     return os.path.join(tempfile.gettempdir(), f"sms_responder-metrics-{os.getuid()}-{deployment}")
+
+
+def private_folder(path: str) -> str:
+    """The folder at `path`, made readable by its owner only; ConfigError naming it if it is not ours.
+
+    The folder the service picks itself sits in the shared temporary folder, under a name anyone can
+    work out: a symbolic link or a folder planted there first by someone else would take in our
+    counts, or feed in theirs. Such a folder, or one that others may write to, stops start-up. One of
+    ours that others may only read (an earlier release made it so) becomes private. /tmp's sticky bit
+    keeps others from replacing it afterwards.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a folder"
+    elif found.st_uid != os.getuid():
+        problem = f"belongs to another user (uid {found.st_uid})"
+    elif found.st_mode & 0o022:
+        problem = "may be written to by other users"
+    else:
+        if found.st_mode & 0o077:
+            os.chmod(path, 0o700)
+        return path
+    raise ConfigError([f"METRICS_TOKEN: the metrics folder {path} {problem}; remove it, or set "
+                       "PROMETHEUS_MULTIPROC_DIR to a folder of your own"])
 
 
 # -- Schema: the tables, and how each version migrates to the next ------------
@@ -767,6 +814,13 @@ MIGRATIONS = [
         "CREATE INDEX consent_changes_by_number ON consent_changes (number, to_number, changed_at)",
         # A customer's conversation shows the owners' relays to them (only relays take an entry).
         "CREATE INDEX messages_relayed ON messages (relayed_to, received_at) WHERE relayed_to IS NOT NULL",
+    ],
+    [
+        # Hardening. A token's scopes (send, read, verify; comma-separated): the tokens made before scopes
+        # existed keep what they could do. Every token made since names its scopes.
+        "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'send,read'",
+        # Failed logins older than the lockout window are deleted at each login, whatever the name.
+        "CREATE INDEX login_failures_by_time ON login_failures (failed_at)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1495,8 +1549,12 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     With PUBLIC_URL set: PUBLIC_URL + path (+ query). Otherwise the URL is
     rebuilt like wsgiref.util.request_uri, preferring X-Forwarded-Proto and
     X-Forwarded-Host (first value) because behind ngrok or a TLS proxy the
-    server only sees its own side. Trusting them is safe: the signature
-    covers the URL, so a forged header only makes the check fail.
+    server only sees its own side. Trusting them is safe for V3: the signature
+    covers the URL and the body, so a forged header only makes the check fail.
+    A V2 signature covers no body, so V2 headers made for another URL of the
+    account could be replayed here with that URL's host: start-up warns while
+    V2 is accepted without PUBLIC_URL. Values that cannot be part of a URL are
+    refused before this is called (check_url_headers).
     """
     path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
                               safe="/;=,", encoding="latin1")
@@ -2758,14 +2816,26 @@ def json_response(status: HTTPStatus, document: Mapping[str, object],
     return Response(status, json.dumps(document, ensure_ascii=False).encode(), JSON_CONTENT_TYPE, headers)
 
 
+_PLAIN_NUMBER = re.compile("[0-9]+")
+
+
+def declared_length(environ: WSGIEnvironment, error: type[HTTPError] = HTTPError) -> int | None:
+    """The request's Content-Length (None: it has none), or 400 unless it is a plain decimal number.
+
+    RFC 9110 8.6 allows digits only. int() would also take -1, +5, 5_0 and other scripts' digits, and
+    a length of -1 passed every size check, then made a read wait for the client to close."""
+    header = environ.get("CONTENT_LENGTH", "").strip(" \t")
+    if not header:
+        return None
+    if not _PLAIN_NUMBER.fullmatch(header):
+        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length: not a plain decimal number")
+    return int(header)
+
+
 def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FORM_CONTENT_TYPE,
               error: type[HTTPError] = HTTPError) -> bytes:
     """The request body, after the size (413) and content-type (415) checks of step 1."""
-    length_header = environ.get("CONTENT_LENGTH", "")
-    try:
-        length = int(length_header) if length_header else None
-    except ValueError:
-        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
+    length = declared_length(environ, error)
     if length is not None and length > max_bytes:
         raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
@@ -2785,6 +2855,38 @@ def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FOR
     if len(body) > max_bytes:
         raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
     return body
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
+
+
+@functools.lru_cache(maxsize=64)  # a service sees a few hosts again and again; bounded: the client chooses them
+def is_host(value: str) -> bool:
+    """Is this a host name or address with an optional port, as a URL holds it ([::1]:3000 too)?"""
+    match = _HOST.fullmatch(value)
+    if match is None or (match["port"] and int(match["port"]) > 65535):
+        return False
+    try:
+        return not match["ipv6"] or bool(ipaddress.IPv6Address(match["ipv6"]))
+    except ValueError:
+        return False
+
+
+#: The headers a webhook's URL may be made of (see webhook_url): each value, or each of a list's values.
+URL_HEADERS = (("Host", "HTTP_HOST", is_host), ("X-Forwarded-Host", "HTTP_X_FORWARDED_HOST", is_host),
+               ("X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO", _SCHEME.fullmatch))
+
+
+def check_url_headers(environ: WSGIEnvironment) -> None:
+    """403 naming the header if Host, X-Forwarded-Host or X-Forwarded-Proto could not be part of a URL.
+
+    No signature can match such a request, and turning the header into a URL made urlsplit raise
+    (Host: [ was a 500 that counted as a failed webhook). Refused here, before any URL is made."""
+    for name, key, is_valid in URL_HEADERS:
+        value = environ.get(key)
+        if value and not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
+            raise HTTPError(HTTPStatus.FORBIDDEN, f"invalid {name} header", header=name, value=value[:100])
 
 
 def parse_form(body: bytes) -> dict[str, list[str]] | None:
@@ -2859,6 +2961,11 @@ def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
 # -- Application --------------------------------------------------------------
 
 ReplyFunction = Callable[[InboundMessage], "str | None"]
+#: Every answer: a browser takes a body for what its Content-Type says, never for what it looks like.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+#: Answers under PRIVATE_PREFIXES: kept by no cache; and behind https (PUBLIC_URL), HTTPS-only for a year.
+PRIVATE_HEADERS = (("Cache-Control", "no-store"),)
+HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
 
 
 class SmsResponder:
@@ -2877,6 +2984,7 @@ class SmsResponder:
         self.our_numbers = frozenset(settings.plivo_number)
         self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
                                  if headers.version in settings.signature_versions]
+        self.private_headers = PRIVATE_HEADERS + (HSTS_HEADERS if settings.public_url.startswith("https://") else ())
         self.routes: dict[str, dict[str, Callable[[WSGIEnvironment], Response]]] = {
             HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
             WEBHOOK_PATH: {"POST": self.handle_messaging},
@@ -2910,7 +3018,9 @@ class SmsResponder:
             log_api_request(environ, response, started)
             if self.metrics:
                 self.metrics.api_requests.labels(str(response.status.value)).inc()
-        headers = [("Content-Length", str(len(response.body))), *response.headers]
+        headers = [("Content-Length", str(len(response.body))), *response.headers, NOSNIFF]
+        if path.startswith(PRIVATE_PREFIXES):
+            headers += self.private_headers
         if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
             headers.insert(0, ("Content-Type", response.content_type))
         start_response(STATUS_LINES[response.status], headers)
@@ -2926,6 +3036,7 @@ class SmsResponder:
         methods = self.routes.get(path) or next(
             (methods for prefix, methods in self.prefixes if path.startswith(prefix) and path != prefix), None)
         error = ApiError if path.startswith(API_PREFIX) else HTTPError
+        declared_length(environ, error)  # a length that is not a number: 400 before any handler reads a byte
         if methods is None:
             raise error(HTTPStatus.NOT_FOUND, "not found")
         handler = methods.get(environ["REQUEST_METHOD"])
@@ -3003,6 +3114,7 @@ class SmsResponder:
         """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
         if not self.settings.validate_signature:
             return None
+        check_url_headers(environ)  # with PUBLIC_URL too: no proxy that works sends a malformed Host
         url = webhook_url(environ, self.settings.public_url)
         for headers in self.signature_checks:
             if signature_is_valid(headers, environ, url, form, self.token):
@@ -3148,9 +3260,16 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
             value = ",".join(map(str, value))
         environ[name.upper()] = str(value)
     settings = Settings.from_env(environ)
+    store = open_store(settings)
+    metrics = Metrics(settings, store) if settings.metrics_token else None  # its folder may stop start-up: first
     configure_logging(settings.log_level, settings.log_format)
     if settings.plivo_auth_token == PLACEHOLDER_AUTH_TOKEN:
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
+    if settings.validate_signature and not settings.public_url and "v2" in settings.signature_versions:
+        log.warning("PUBLIC_URL is empty while V2 signatures are accepted: a V2 signature does not cover the body,"
+                    " and the URL it is checked against then comes from the request's own headers (Host,"
+                    " X-Forwarded-Host), so a V2 signature made for another URL could be replayed with any body;"
+                    " set PUBLIC_URL in production (see README: Deploy)")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
     phrases = settings.opt_out_match == "phrases"
@@ -3159,8 +3278,6 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
     if settings.rules_file:
         log.info("reply rules loaded", extra={"fields": {
             "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
-    store = open_store(settings)
-    metrics = Metrics(settings, store) if settings.metrics_token else None
     rules.metrics = metrics
     app = SmsResponder(settings, store, reply or default_reply(settings), rules, metrics)
     rules.current()  # start watching the file now, so that an idle worker notices changes too
@@ -3472,6 +3589,11 @@ SCHEDULE_GRACE = 60.0          # seconds a send_at may lie in the past (clocks d
 SCHEDULE_HORIZON = 30 * 86400.0
 LAST_USE_EVERY = 60.0          # seconds: a token's last use is written at most this often
 TOKEN_PREFIX = "smsr_"         # so that a leaked token is recognisable (secret scanners, logs)
+#: What a token may do, in the order `tokens list` shows them: send (POST /api/messages, and GET and
+#: DELETE of the messages it queued), read (GET of every message and conversation), verify (the
+#: verification routes).
+SCOPES = ("send", "read", "verify")
+DEFAULT_SCOPES = ("send",)     # a token for a system that sends reminders reads no one's conversations
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 OUTBOUND_FIELDS = frozenset({"to", "text", "from", "media_urls", "send_at"})
@@ -3649,9 +3771,13 @@ def queue_outbound(tx: Transaction, request: OutboundRequest, sent_by: str, sent
         datetime.fromtimestamp(request.send_at, UTC), None, None, sent_by)
 
 
-def outbound_message(history: Transaction, public_id: str) -> OutboundMessage | None:
-    """One outbound message by its ID."""
-    row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+def outbound_message(history: Transaction, public_id: str, token: str | None = None) -> OutboundMessage | None:
+    """One outbound message by its ID; with `token`, only if that API token queued it."""
+    if token is None:
+        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
+    else:
+        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ? AND sent_via = 'api'"
+                              " AND sent_by = ?", (public_id, token)).fetchone()
     return None if row is None else _outbound(history, row)
 
 
@@ -3728,47 +3854,84 @@ def remember_answer(tx: Transaction, token: str, key: str, digest: str, message:
 
 # API tokens: only a digest is stored. A token is 32 random bytes, so one SHA-256 is enough (a slow
 # hash protects guessable passwords, not random keys); it is looked up by digest on every request,
-# so a removed token is refused at once by every worker and host.
+# so a removed token is refused at once by every worker and host. Its scopes are stored with it, in
+# SCOPES order, comma-separated.
+
+@dataclasses.dataclass(frozen=True)
+class TokenHolder:
+    """Who presented a valid token: its name, and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        """403 naming the scope, unless this token has it."""
+        if scope not in self.scopes:
+            raise scope_missing(scope)
+
+
+def scope_missing(scope: str) -> ApiError:
+    """The 403 of a route outside a token's scopes: {"error": ..., "scope": the scope it needs}."""
+    return ApiError(HTTPStatus.FORBIDDEN, f"this token's scopes do not include {scope}", scope=scope)
+
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def add_token(tx: Transaction, name: str, now: float) -> str:
-    """Make a token called `name`; the token itself, which is shown once and never stored."""
+def parse_scopes(raw: str) -> tuple[str, ...]:
+    """`send,read`: the scopes named, in SCOPES order; ValueError for an unknown one, or none."""
+    named = [part.strip() for part in raw.split(",")]
+    unknown = [part for part in named if part not in SCOPES]
+    if unknown or not named:
+        raise ValueError(f"{(unknown or [raw])[0]!r} is not a scope: send, read or verify, comma-separated")
+    return tuple(scope for scope in SCOPES if scope in named)
+
+
+def add_token(tx: Transaction, name: str, now: float, scopes: Iterable[str] = DEFAULT_SCOPES) -> str:
+    """Make a token called `name` with these scopes; the token itself, which is shown once and never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    inserted = tx.execute("INSERT INTO api_tokens (name, digest, created_at) VALUES (?, ?, ?)"
-                          " ON CONFLICT (name) DO NOTHING", (name, token_digest(token), tx.timestamp(now))).rowcount
+    stored = ",".join(scope for scope in SCOPES if scope in set(scopes))
+    inserted = tx.execute("INSERT INTO api_tokens (name, digest, scopes, created_at) VALUES (?, ?, ?, ?)"
+                          " ON CONFLICT (name) DO NOTHING",
+                          (name, token_digest(token), stored, tx.timestamp(now))).rowcount
     if not inserted:
         raise ConfigError([f"a token named {name} exists already; `tokens remove {name}` first"])
     return token
 
 
-def token_list(history: Transaction) -> list[tuple[str, datetime, datetime | None]]:
-    """(name, created, last used) of every token."""
-    return [(name, history.moment(created), last_used and history.moment(last_used)) for name, created, last_used
-            in history.execute("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
+def token_list(history: Transaction) -> list[tuple[str, str, datetime, datetime | None]]:
+    """(name, scopes, created, last used) of every token."""
+    return [(name, scopes, history.moment(created), last_used and history.moment(last_used))
+            for name, scopes, created, last_used in history.execute(
+                "SELECT name, scopes, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
 
 
-def remove_token(tx: Transaction, name: str) -> bool:
-    return tx.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount == 1
+def remove_token(tx: Transaction, name: str) -> str | None:
+    """Revoke a token; the scopes it had, None if there is no such token."""
+    row = tx.execute("DELETE FROM api_tokens WHERE name = ? RETURNING scopes", (name,)).fetchone()
+    return row and row[0]
 
 
-def token_holder(tx: Transaction, token: str, now: float) -> str | None:
-    """The name of the token presented, or None; its last use is written at most once a minute."""
+def token_holder(tx: Transaction, token: str, now: float) -> TokenHolder | None:
+    """Who holds the token presented, or None; its last use is written at most once a minute."""
     digest = token_digest(token)
-    row = tx.execute("SELECT name, digest, last_used_at FROM api_tokens WHERE digest = ?", (digest,)).fetchone()
+    row = tx.execute("SELECT name, digest, last_used_at, scopes FROM api_tokens WHERE digest = ?",
+                     (digest,)).fetchone()
     if row is None or not hmac.compare_digest(row[1], digest):
         return None
     if row[2] is None or tx.moment(row[2]).timestamp() < now - LAST_USE_EVERY:
         tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (tx.timestamp(now), row[0]))
-    return row[0]
+    return TokenHolder(row[0], frozenset(row[3].split(",")))
 
 
 class OutboundApi:
     """The routes under /api: a token holder's outbound messages, queued through the outbox.
 
-    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`. A POST is
+    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`, and the scope it
+    serves (SCOPES): send for POST, and for GET and DELETE of the messages this token queued; read
+    for GET of any message and of a conversation. Another token's message is not found (404) by a
+    token that may not read it, as an unknown ID, so that its existence is not revealed. A POST is
     decided in one transaction, serialized per token (tx.lock): its Idempotency-Key's first
     answer, the token's API_LIMIT, the recipient's opt-out, then the queued row and the key,
     so that two copies racing on two workers or hosts queue one message.
@@ -3785,7 +3948,9 @@ class OutboundApi:
 
     def create(self, environ: WSGIEnvironment) -> Response:
         """POST /api/messages: 202 with the queued (or scheduled) message, or the error the contract names."""
-        token = self.authenticate(environ)
+        holder = self.authenticate(environ)
+        holder.require("send")
+        token = holder.name
         if not self.settings.plivo_auth_id:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "sending needs PLIVO_AUTH_ID")
         document = parse_json(read_body(environ, self.settings.max_body_bytes, JSON_CONTENT_TYPE, ApiError))
@@ -3830,28 +3995,38 @@ class OutboundApi:
 
     def show(self, environ: WSGIEnvironment) -> Response:
         """GET /api/messages/ID."""
-        self.authenticate(environ)
-        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
-        message = self.store.run(lambda tx: outbound_message(tx, public_id))
-        if message is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
-        environ["sms_responder.recipient"] = message.to or ""
+        message = self.message_in_path(environ, any_with_read=True)
         return json_response(HTTPStatus.OK, message.document())
 
     def cancel(self, environ: WSGIEnvironment) -> Response:
         """DELETE /api/messages/ID: 204 once cancelled; 409 when it has left already."""
-        self.authenticate(environ)
-        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
-        status = self.store.run(lambda tx: cancel_outbound(tx, public_id))
-        if status is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        message = self.message_in_path(environ, any_with_read=False)
+        status = self.store.run(lambda tx: cancel_outbound(tx, message.id))
         if status != "cancelled":
             raise ApiError(HTTPStatus.CONFLICT, f"it is {status} already: too late to cancel", status=status)
         return Response(HTTPStatus.NO_CONTENT, b"", JSON_CONTENT_TYPE)
 
+    def message_in_path(self, environ: WSGIEnvironment, any_with_read: bool) -> OutboundMessage:
+        """The message /api/messages/ID names, if the request's token may see it here: any message with the
+        read scope when `any_with_read` (GET), else only one this token queued (send). 403 naming the scope
+        when the token has neither; 404 when there is no such message for this token."""
+        holder = self.authenticate(environ)
+        if any_with_read and "read" in holder.scopes:
+            queued_by = None
+        elif "send" in holder.scopes:
+            queued_by = holder.name
+        else:
+            raise scope_missing("read" if any_with_read else "send")
+        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
+        message = self.store.run(lambda tx: outbound_message(tx, public_id, queued_by))
+        if message is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
+        environ["sms_responder.recipient"] = message.to or ""
+        return message
+
     def conversation(self, environ: WSGIEnvironment) -> Response:
         """GET /api/messages?number=N&since=TIME&limit=L: both directions with one customer, newest first."""
-        self.authenticate(environ)
+        self.authenticate(environ).require("read")
         query = api_query(environ.get("QUERY_STRING", ""))
         environ["sms_responder.recipient"] = query["number"]
         items = self.store.run(lambda tx: conversation_with(tx, query["number"], query["since"], query["limit"]))
@@ -3861,18 +4036,18 @@ class OutboundApi:
         """GET /api/openapi.json: the API described (no token needed)."""
         return Response(HTTPStatus.OK, openapi_document(), JSON_CONTENT_TYPE)
 
-    def authenticate(self, environ: WSGIEnvironment) -> str:
-        """The name of the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
+    def authenticate(self, environ: WSGIEnvironment) -> TokenHolder:
+        """Who holds the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
         match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
         if not match:
             raise ApiError(HTTPStatus.UNAUTHORIZED, "an API token is needed: Authorization: Bearer TOKEN",
                            (("WWW-Authenticate", "Bearer"),))
-        name = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
-        if name is None:
+        holder = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
+        if holder is None:
             raise ApiError(HTTPStatus.UNAUTHORIZED, "invalid or revoked token",
                            (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
-        environ["sms_responder.token"] = name
-        return name
+        environ["sms_responder.token"] = holder.name
+        return holder
 
 
 def api_query(query_string: str) -> dict[str, Any]:
@@ -3967,28 +4142,36 @@ def send_text(args: argparse.Namespace) -> int:
 
 
 def manage_tokens(args: argparse.Namespace) -> int:
-    """tokens add NAME | list | remove NAME."""
+    """tokens add NAME [--scope SCOPES] | list | remove NAME; each change logged (never the token)."""
     settings = Settings.from_env(read_environment())
     if args.action != "list" and not _TOKEN_NAME.fullmatch(args.name):
         raise ConfigError([f"token name {args.name!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
+    try:
+        scopes = parse_scopes(args.scope) if args.action == "add" else ()
+    except ValueError as error:
+        raise ConfigError([f"--scope: {error}"]) from None
+    configure_logging(settings.log_level, settings.log_format)
     with command_store(settings) as store:
         if args.action == "list":
             with store.reading() as history:
                 tokens = token_list(history)
-            for name, created, last_used in tokens:
+            for name, token_scopes, created, last_used in tokens:
                 last = last_used.astimezone().strftime("%Y-%m-%d %H:%M") if last_used else "never used"
-                print(f"{name:<24} created {created.astimezone():%Y-%m-%d %H:%M}, last used {last}")
+                print(f"{name:<24} {token_scopes:<17} created {created.astimezone():%Y-%m-%d %H:%M},"
+                      f" last used {last}")
             return 0
         with store.transaction() as tx:
             if args.action == "add":
-                token = add_token(tx, args.name, time.time())
-            elif not remove_token(tx, args.name):
+                token = add_token(tx, args.name, time.time(), scopes)
+            elif (removed := remove_token(tx, args.name)) is None:
                 raise ConfigError([f"there is no token named {args.name}"])
     if args.action == "add":
+        log.info("token added", extra={"fields": {"name": args.name, "scopes": ",".join(scopes)}})
         print(token)
         print(f"token {args.name}: keep it secret; it is shown only now (`tokens remove {args.name}` revokes it)",
               file=sys.stderr)
     else:
+        log.info("token removed", extra={"fields": {"name": args.name, "scopes": removed}})
         print(f"removed token {args.name}: every request with it is refused from now on")
     return 0
 
@@ -4002,6 +4185,10 @@ SESSION_TOUCH_EVERY = 60.0     # seconds: a session's last request is written at
 LOGIN_TRIES = 5                # failed logins of one name within LOGIN_LOCKOUT ...
 LOGIN_LOCKOUT = 15 * 60.0      # ... lock that name for this long, whatever the password
 MIN_PASSWORD = 12
+MAX_PASSWORD = 1024            # characters: a longer one is refused before it is hashed
+PASSWORD_CHECKS = 2            # Argon2 checks at once in one process: each holds 64 MiB while it runs
+#: Logins beyond PASSWORD_CHECKS wait their turn here, so that twenty at once cost the memory of two.
+password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -4062,17 +4249,40 @@ def anyone_may_log_in(history: Transaction) -> bool:
     return history.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0]
 
 
+def may_be_a_login(name: str, password: str) -> bool:
+    """Could this be someone's name and password? If not, the login is refused before any hashing and
+    stored nowhere (a 60,000-character name was a failed try of its own, and a long password a long hash)."""
+    return _TOKEN_NAME.fullmatch(name) is not None and len(password) <= MAX_PASSWORD
+
+
+def log_login(outcome: str, name: str, environ: WSGIEnvironment) -> None:
+    """The record of a login (ok, failed, locked): the name as typed, cut to a name's longest (the log's
+    formatter escapes what could forge a line), and the client's address; never the password."""
+    fields = {"outcome": outcome, "name": name[:64]}
+    if environ.get("REMOTE_ADDR"):
+        fields["client"] = environ["REMOTE_ADDR"]
+    log.info("login", extra={"fields": fields})
+
+
 def start_login(tx: Transaction, name: str, now: float) -> str | None:
     """The stored password hash of `name` (None: no one is called that), the try counted as failed in
     advance, so that tries racing on several hosts all count. LockedOut after LOGIN_TRIES failures of
-    that name within LOGIN_LOCKOUT. The hash is checked outside any transaction: it is slow on purpose."""
+    that name within LOGIN_LOCKOUT; failures older than that, anyone's, are deleted on the way (the
+    table holds the last LOGIN_LOCKOUT's at most). The hash is checked outside any transaction: it
+    is slow on purpose."""
     tx.lock(f"login {name}")
-    tx.execute("DELETE FROM login_failures WHERE name = ? AND failed_at < ?", (name, tx.timestamp(now - LOGIN_LOCKOUT)))
+    tx.execute("DELETE FROM login_failures WHERE failed_at < ?", (tx.timestamp(now - LOGIN_LOCKOUT),))
     if tx.execute("SELECT count(*) FROM login_failures WHERE name = ?", (name,)).fetchone()[0] >= LOGIN_TRIES:
         raise LockedOut(name)
     tx.execute("INSERT INTO login_failures (name, failed_at) VALUES (?, ?)", (name, tx.timestamp(now)))
     row = tx.execute("SELECT password FROM users WHERE name = ?", (name,)).fetchone()
     return row and row[0]
+
+
+def upgrade_hash(tx: Transaction, name: str, old: str, new: str) -> None:
+    """Store a hash made with today's parameters in place of one made with older ones (unless the
+    password was changed meanwhile)."""
+    tx.execute("UPDATE users SET password = ? WHERE name = ? AND password = ?", (new, name, old))
 
 
 def open_session(tx: Transaction, name: str, now: float) -> str | None:
@@ -4091,14 +4301,20 @@ class LockedOut(Exception):
     """Too many failed logins for one name: refused for a while, whatever the password."""
 
 
-def password_matches(hashed: str | None, password: str) -> bool:
-    """Does the password match the stored hash? With no hash (no such person) a hash is still checked,
-    so that an unknown name takes as long as a wrong password."""
+def check_password(hashed: str | None, password: str) -> tuple[bool, str | None]:
+    """Does the password match the stored hash; and if it does and the hash was made with older
+    parameters, a new hash to store in its place (else None). With no hash (no such person) a hash
+    is still checked, so that an unknown name takes as long as a wrong password. At most
+    PASSWORD_CHECKS of these run at once in this process (each Argon2 check holds 64 MiB); the
+    others wait their turn."""
     errors = importlib.import_module("argon2.exceptions")
-    try:
-        return passwords().verify(hashed or _nobodys_hash(), password) and hashed is not None
-    except (errors.VerificationError, errors.InvalidHashError):
-        return False
+    hasher = passwords()
+    with password_checks:
+        try:
+            matches = hasher.verify(hashed or _nobodys_hash(), password) and hashed is not None
+        except (errors.VerificationError, errors.InvalidHashError):
+            return False, None
+        return matches, (hasher.hash(password) if matches and hasher.check_needs_rehash(hashed) else None)
 
 
 @functools.cache
@@ -4144,6 +4360,7 @@ def manage_people(args: argparse.Namespace) -> int:
     settings = Settings.from_env(read_environment())
     name = person_name(args.name) if args.action != "list" else ""
     password = read_password(name) if args.action in ("add", "password") else ""
+    configure_logging(settings.log_level, settings.log_format)
     with command_store(settings) as store:
         if args.action == "list":
             with store.reading() as history:
@@ -4160,6 +4377,8 @@ def manage_people(args: argparse.Namespace) -> int:
                 found = remove_person(tx, name)
         if not found:
             raise ConfigError([f"there is no one called {name}"])
+    log.info({"add": "person added", "password": "password changed", "remove": "person removed"}[args.action],
+             extra={"fields": {"name": name}})
     print({"add": f"{name} may log in to the inbox",
            "password": f"new password for {name}; their sessions have ended",
            "remove": f"removed {name}; their sessions have ended"}[args.action])
@@ -4174,11 +4393,12 @@ LIST_WINDOW = 2_000            # the list looks at the newest messages first, th
 LIST_WINDOW_MAX = 128_000      # ... up to this many, then groups them all (one sender flooding the rest)
 SEARCH_WINDOW = 5_000          # a search looks at the newest messages first, then scans them all
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
-#: Every page: scripts and styles only from our own files (no inline script can run), no framing.
+#: Every page: scripts and styles only from our own files (no inline script can run), no framing. (The
+#: application adds Cache-Control: no-store and X-Content-Type-Options: nosniff to every /inbox answer.)
 PAGE_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
                                 " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+    ("Referrer-Policy", "same-origin"))
 STATIC_FILES = {"inbox.css": "text/css; charset=utf-8", "inbox.js": "text/javascript; charset=utf-8",
                 "favicon.svg": "image/svg+xml"}
 _CONVERSATION_PATH = re.compile(r"(\d{3,20})/(\d{3,20})(?:/(send|opt-out|opt-in))?")
@@ -4476,23 +4696,40 @@ class Inbox:
     def log_in(self, environ: WSGIEnvironment) -> Response:
         form = self.form(environ)
         name, password = form.get("name", ""), form.get("password", "")
-        try:
-            hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
-        except LockedOut:
-            return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS,
-                                   f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes.")
-        token = self.store.run(lambda tx: open_session(tx, name, time.time())) if password_matches(
-            hashed, password) else None
+        token = None
+        if may_be_a_login(name, password):  # else refused as a wrong password is, unhashed and unstored
+            try:
+                hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
+            except LockedOut:
+                log_login("locked", name, environ)
+                wait = f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes."
+                return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS, wait)
+            token = self.open_session_if(name, password, hashed)
+        log_login("ok" if token else "failed", name, environ)
         if token is None:  # one message for an unknown name and a wrong password alike
             return self.login_page(environ, HTTPStatus.UNAUTHORIZED, "Wrong name or password.")
         cookie = (f"{SESSION_COOKIE}={token}; Path={INBOX_PATH}; Max-Age={int(SESSION_LIMIT)}; HttpOnly;"
                   f" SameSite=Strict{'; Secure' if self.secure_cookie else ''}")
         return redirect(INBOX_PATH, (("Set-Cookie", cookie),))
 
+    def open_session_if(self, name: str, password: str, hashed: str | None) -> str | None:
+        """A new session's token if the password matches the hash (re-hashed if it was made with older
+        parameters), else None."""
+        matches, new_hash = check_password(hashed, password)
+        if not matches:
+            return None
+
+        def open_it(tx: Transaction) -> str | None:
+            if new_hash:
+                upgrade_hash(tx, name, hashed, new_hash)
+            return open_session(tx, name, time.time())
+        return self.store.run(open_it)
+
     def log_out(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)
         self.check_csrf(session, self.form(environ))
         self.store.run(lambda tx: end_session(tx, session.token))
+        log.info("logout", extra={"fields": {"name": session.name}})
         cookie = f"{SESSION_COOKIE}=; Path={INBOX_PATH}; Max-Age=0; HttpOnly; SameSite=Strict"
         return redirect(f"{INBOX_PATH}/login", (("Set-Cookie", cookie),))
 
@@ -4503,6 +4740,8 @@ class Inbox:
         self.check_csrf(session, form)
         if action in ("opt-out", "opt-in"):
             self.store.run(lambda tx: change_consent(tx, customer, ours, action == "opt-out", session.name, time.time()))
+            log.info(f"{action} by hand", extra={"fields": {"by": session.name, "customer": mask_number(customer),
+                                                            "number": ours}})
             return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
         if action != "send":
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "GET"),))
@@ -4550,23 +4789,21 @@ class Inbox:
                                                            bool(tx.opted_out_of([customer], ours))))
         else:
             version = version_of(self.list_rows(query)[0])
-        return json_response(HTTPStatus.OK, {"version": version}, (("Cache-Control", "no-store"),))
+        return json_response(HTTPStatus.OK, {"version": version})
 
     def segments(self, environ: WSGIEnvironment) -> Response:
         """How a text would be sent, while it is typed: {"segments", "encoding", "characters"}."""
         self.session(environ, page=False)
         text = self.query(environ)["text"]
         count, encoding = segments_of(text)
-        return json_response(HTTPStatus.OK, {"segments": count, "encoding": encoding, "characters": len(text)},
-                             (("Cache-Control", "no-store"),))
+        return json_response(HTTPStatus.OK, {"segments": count, "encoding": encoding, "characters": len(text)})
 
     def static(self, environ: WSGIEnvironment) -> Response:
         """The page's style and script (no session needed: the login page uses them; they hold no data)."""
         name = environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/static/")
         if name not in STATIC_FILES:
             raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        return Response(HTTPStatus.OK, static_file(name), STATIC_FILES[name],
-                        (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")))
+        return Response(HTTPStatus.OK, static_file(name), STATIC_FILES[name])
 
     # Sessions, forms, pages
 
@@ -4605,10 +4842,12 @@ class Inbox:
         return {"q": value.get("q", "")[:200], "before": before, "text": value.get("text", "")[:MAX_REPLY_CHARS * 2],
                 "with": pair and pair.group(1, 2)}
 
-    @staticmethod
-    def conversation_of(environ: WSGIEnvironment) -> tuple[str, str, str | None]:
+    def conversation_of(self, environ: WSGIEnvironment) -> tuple[str, str, str | None]:
+        """(customer, our number, action) of a conversation's path; 404 if there is none, or if it opts a
+        customer out or in of a number that is not ours (a conversation with a number no longer ours can
+        still be read)."""
         match = _CONVERSATION_PATH.fullmatch(environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/conversations/"))
-        if not match:
+        if not match or (match[3] in ("opt-out", "opt-in") and match[2] not in self.settings.plivo_number):
             raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
         return match[1], match[2], match[3]
 
@@ -5193,10 +5432,39 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         log.warning("connection from %s failed: %s", client_address[0], sys.exc_info()[1])
 
 
+#: The stdlib server's Server header: wsgiref and http.server would name the Python version, which
+#: tells an attacker which of its known flaws to try.
+SERVER_SOFTWARE = "sms_responder"
+
+
+class AnswerHandler(ServerHandler):
+    """wsgiref's handler of one WSGI call (it writes the Server header of the application's answers)."""
+
+    server_software = SERVER_SOFTWARE
+
+
 class RequestHandler(WSGIRequestHandler):
-    """wsgiref's request handler, with a client timeout and the access log sent to our logger."""
+    """wsgiref's request handler, with a client timeout, the access log sent to our logger, and a
+    Server header that names no Python version (http.server's own answers: version_string)."""
 
     timeout = CLIENT_TIMEOUT
+    server_version = SERVER_SOFTWARE
+
+    def version_string(self) -> str:
+        return self.server_version  # http.server would add sys_version, "Python/3.x.y"
+
+    def handle(self) -> None:
+        """wsgiref's handle(), with AnswerHandler in place of its ServerHandler."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # http.server has answered the error
+            return
+        handler = AnswerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self  # wsgiref logs each answer through it
+        handler.run(self.server.get_app())
 
     def log_message(self, format: str, *args: object) -> None:
         access_log.info(format, *args, extra={"fields": {"client": self.client_address[0]}})
@@ -5432,13 +5700,19 @@ def add_operating_commands(commands: Any) -> None:
     text_parser.add_argument("--media", action="append", default=[], metavar="URL",
                              help="an https:// media URL: the message is an MMS (repeat for several, at most 10)")
     text_parser.set_defaults(run=send_text)
-    tokens = commands.add_parser("tokens", help="API tokens: add, list, remove").add_subparsers(
+    tokens = commands.add_parser("tokens", help="API tokens: add (with scopes), list, remove").add_subparsers(
         dest="action", required=True)
     for action, what in (("add", "make a token and print it (once)"), ("remove", "revoke a token at once")):
         token_parser = tokens.add_parser(action, help=what)
         token_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
         token_parser.set_defaults(run=manage_tokens)
-    tokens.add_parser("list", help="every token's name, creation and last use").set_defaults(run=manage_tokens)
+    token_parser = tokens.choices["add"]
+    token_parser.add_argument("--scope", default=",".join(DEFAULT_SCOPES), metavar="SCOPES",
+                              help="what the token may do, comma-separated: send (POST /api/messages; GET and"
+                                   " DELETE of the messages it queued), read (GET of every message and"
+                                   " conversation), verify (the verification routes) (default: %(default)s)")
+    tokens.add_parser("list", help="every token's name, scopes, creation and last use").set_defaults(
+        run=manage_tokens)
     users = commands.add_parser("users", help="who may log in to the inbox: add, list, remove, password"
                                 ).add_subparsers(dest="action", required=True)
     for action, what in (("add", "add a person (asks for a password)"), ("remove", "remove a person; ends their"

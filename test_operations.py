@@ -567,12 +567,14 @@ class TestIndexes:
         "outbound: queue": lambda tx: sms_responder.queue_outbound(tx, sms_responder.OutboundRequest(
             SENDER, "hi", OUR_NUMBER), "orders", "api", time.time()),
         "outbound: by id": lambda tx: sms_responder.outbound_message(tx, "some-id"),
+        "outbound: by id, this token's": lambda tx: sms_responder.outbound_message(tx, "some-id", "orders"),
         "outbound: cancel": lambda tx: sms_responder.cancel_outbound(tx, "some-id"),
         "outbound: cancelled by a STOP": lambda tx: sms_responder.cancel_for_opt_out(tx, [(SENDER, OUR_NUMBER)]),
         "outbound: conversation": lambda tx: sms_responder.conversation_with(tx, SENDER, time.time() - 60, 50),
         "outbound: API_LIMIT": lambda tx: sms_responder.api_use(tx, "orders", time.time()),
         "outbound: Idempotency-Key": lambda tx: sms_responder.first_answer(tx, "orders", "key", time.time()),
         "outbound: token": lambda tx: sms_responder.token_holder(tx, "smsr_x", time.time()),
+        "tokens remove": lambda tx: sms_responder.remove_token(tx, "orders"),
         "messages, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery()),
         "messages --to, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery(
             recipient=SENDER)),
@@ -581,6 +583,7 @@ class TestIndexes:
         "inbox: a session": lambda tx: sms_responder.session_of(tx, "token", time.time(), 12),
         "inbox: a login": lambda tx: sms_responder.start_login(tx, "alice", time.time()),
         "inbox: a new session": lambda tx: sms_responder.open_session(tx, "alice", time.time()),
+        "inbox: a hash re-made": lambda tx: sms_responder.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
         "inbox: the list": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, ""),
         "inbox: a row of the list": lambda tx: sms_responder._summary(tx, SENDER, OUR_NUMBER),
         "inbox: a conversation": lambda tx: sms_responder.conversation_entries(tx, SENDER, OUR_NUMBER),

@@ -59,9 +59,11 @@ def client(app):
     return webtest.TestApp(app)
 
 
-def make_token(app, name="orders"):
+def make_token(app, name="orders", scopes=("send", "read")):
+    """A token of every scope these tests use (send, read: what any token could do before scopes; see
+    test_hardening.py for what each scope allows)."""
     with app.store.transaction() as tx:
-        return sms_responder.add_token(tx, name, time.time())
+        return sms_responder.add_token(tx, name, time.time(), scopes)
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ class TestTokens:
     def test_revocation_is_felt_within_2_s_by_every_worker_and_host(self, services, env, tmp_path, backend):
         hosts = ([services(env, kind="gunicorn", workers=2) for _ in range(2)] if backend == "postgresql"
                  else [services(env, kind="gunicorn", workers=3)])
-        token = run(env, tmp_path, "tokens", "add", "orders").stdout.strip()
+        token = run(env, tmp_path, "tokens", "add", "orders", "--scope", "read").stdout.strip()
         assert {status for status, _ in self.requests(hosts, token, 12)} == {200}
         assert run(env, tmp_path, "tokens", "remove", "orders").returncode == 0
         removed = time.monotonic()
@@ -605,7 +607,7 @@ class TestOpenAPI:
         assert operations == {("/api/messages", "post"), ("/api/messages", "get"), ("/api/messages/{id}", "get"),
                               ("/api/messages/{id}", "delete"), ("/api/openapi.json", "get")}
         assert set(document["paths"]["/api/messages"]["post"]["responses"]) == {
-            "202", "400", "401", "409", "413", "415", "429", "503"}
+            "202", "400", "401", "403", "409", "413", "415", "429", "503"}
 
     def test_every_example_against_the_running_service(self, document, services, env, tmp_path):
         """Each request example is sent to a real server; each answer has a documented status and matches
@@ -624,7 +626,7 @@ class TestOpenAPI:
                     if "example" in content:
                         check(content["schema"], content["example"])
         service = services(env)
-        token = run(env, tmp_path, "tokens", "add", "examples").stdout.strip()
+        token = run(env, tmp_path, "tokens", "add", "examples", "--scope", "send,read").stdout.strip()
         post_op = document["paths"]["/api/messages"]["post"]
         created = []
         for name, example in post_op["requestBody"]["content"]["application/json"]["examples"].items():
@@ -708,7 +710,7 @@ class TestHostileInput:
                 return self.tx.execute(sql, params)
 
         with app.store.transaction() as tx:
-            assert sms_responder.token_holder(Spy(tx), token, time.time()) == "orders"
+            assert sms_responder.token_holder(Spy(tx), token, time.time()).name == "orders"
             assert sms_responder.token_holder(Spy(tx), token[:-1] + "x", time.time()) is None
         digest = sms_responder.token_digest(token)
         assert compared == [(digest, digest)]  # the match is confirmed by compare_digest
