@@ -42,6 +42,7 @@ from pathlib import Path
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 
 import sms_responder
+from sms_responder_surfaces import api, inbox
 from fake_plivo_api import FakePlivoAPI
 from throwaway_postgres import PostgresServer, free_port, postgres_bin
 
@@ -127,10 +128,10 @@ def run_inprocess(args):
             quiet_logging(app)
             app.store.ping()
             with app.store.transaction() as tx:
-                api_token = sms_responder.add_token(tx, "bench", time.time())
+                api_token = api.add_token(tx, "bench", time.time())
             paths = {**path_requests(args.messages), "POST /api/messages": api_requests(args.messages, api_token)}
             for path, requests in paths.items():
-                url_path = sms_responder.API_MESSAGES_PATH if path.startswith("POST /api") else \
+                url_path = api.API_MESSAGES_PATH if path.startswith("POST /api") else \
                     sms_responder.WEBHOOK_PATH
                 environs = [environ_for(body, dict(headers), url_path) for body, headers in requests]
                 statuses = []
@@ -275,7 +276,7 @@ def after_cost(database_url, repeat=20_000):
             start = time.process_time()
             for _ in range(repeat):
                 now = time.time()
-                history.message_state(message, now - 60, None, since and now - since)
+                sms_responder.message_state(history, message, now - 60, None, since and now - since)
             costs[label] = (time.process_time() - start) / repeat * 1e6
     store.close()
     return costs["with"] - costs["without"]
@@ -292,7 +293,7 @@ def match_cost(rules, repeat=200_000):
         words = sms_responder.normalize_keyword(text)
         start = time.process_time()
         for _ in range(repeat):
-            rules.keyword_of(words)
+            rules.keyword_of(words, False)
             rules.first_match(no_history, message, words, 1_796_000_000.0, no_state)
         costs[label] = (time.process_time() - start) / repeat * 1e6
     reply = "Open Mon-Fri 9-5, Sat 10-3 (New York time). Reply HELP for help."
@@ -434,8 +435,8 @@ def inbox_timings(backend, database_url, messages):
     quiet_logging(app)
     now = time.time()
     with app.store.transaction() as tx:
-        sms_responder.add_person(tx, "bench", "a bench password", now)
-        cookie = f"sms_inbox={sms_responder.open_session(tx, 'bench', now)}"
+        inbox.add_person(tx, "bench", "a bench password", now)
+        cookie = f"sms_inbox={inbox.open_session(tx, 'bench', now)}"
     day_ago = sms_responder.datetime.fromtimestamp(now - 86400, sms_responder.UTC).isoformat()
     customer = f"1415{1234:07d}"
     pages = [("list", "/inbox", ""), ("list, More (a day back)", "/inbox", urllib.parse.urlencode({"before": day_ago})),

@@ -1,53 +1,47 @@
 #!/usr/bin/env python3
-"""sms_responder: a two-way SMS service for Plivo, in one WSGI module.
+"""sms_responder: a two-way SMS service for Plivo; this module is its core, and runs alone.
 
-Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. This module checks Plivo's
-signature, stores the message exactly once (SQLite, or PostgreSQL for several hosts), honours
-STOP/START/HELP and opt-outs as people write them, limits automatic replies per sender, answers
-by reply rules or a reply function, forwards to a person and relays their answers, and sends in
-Plivo XML, or through the Plivo REST API from an outbox (REPLY_MODE=api). The business's own
-systems text first through /api/messages, and its people read and answer every conversation at
-/inbox.
+Plivo POSTs every inbound SMS to /webhooks/plivo/messaging. The core checks Plivo's signature,
+stores the message exactly once (SQLite, or PostgreSQL for several hosts), honours STOP/START/HELP
+and opt-outs as people write them, limits automatic replies per sender, answers by reply rules or a
+reply function, forwards to a person and relays their answers, and sends in Plivo XML, or through
+the Plivo REST API from an outbox (REPLY_MODE=api). It needs the standard library and plivo only.
 
     python sms_responder.py                 # threaded stdlib server on HOST:PORT
     python sms_responder.py worker          # send the outbox: replies (REPLY_MODE=api), texts sent first
     python sms_responder.py send "hello"    # play Plivo against the running service
     python sms_responder.py try HOURS       # what would be answered now, without storing anything
-    python sms_responder.py messages -f     # the conversations, as they arrive (also: stats, opt-outs, purge)
-    python sms_responder.py text +14155550123 "Your order is ready"    # text first
-    python sms_responder.py tokens add shop # a token for /api/messages (users add NAME: a login for /inbox)
+    python sms_responder.py purge --days 90 # erase old personal data (RETENTION_DAYS does it hourly)
     gunicorn sms_responder:application      # or any other WSGI host
 
 Settings come from the environment and a .env file, reply rules from RULES_FILE; see README.md.
 
 The sections, in order; each owns its logic and its SQL statements (storage runs them):
 
-    Constants             paths, keyword families, limits and timings
+    Constants             paths, limits and timings; phone numbers compared as digits
     Settings              one field per environment variable, parsed and checked at start
-    Logging               text or JSON lines; numbers masked, control characters escaped
-    Metrics               /metrics: Prometheus counters summed over the host's processes (in a folder
-                          private to its owner), gauges read from the database
-    Schema                the tables, and how each schema version migrates to the next
-    Storage               SQLite and PostgreSQL: connections, transactions, group commit, the two
-                          dialects, and the webhook's own statements (its read, insert, opt-out, opt-in)
+    Logging               text or JSON lines and the outcomes they name; numbers masked, controls escaped
+    Schema                every table (the surfaces' too), and how each version migrates to the next
+    Storage               SQLite and PostgreSQL: connections, transactions, group commit, the dialects
+    HTTP plumbing         answers and errors, body limits (a plain Content-Length), the URL's headers,
+                          forms and JSON, bearer tokens
     Signature             Plivo's V3 and V2 signatures, checked as the SDK builds them
-    Messages              an inbound message, keywords, outcomes, decisions, reply text, segments, XML
-    Keywords and consent  opt-outs as people write them (OPT_OUT_MATCH): the word lists, the patterns
-                          built from them, the consent question's read
+    Messages              an inbound message, what the database says of it, outcomes, reply text,
+                          segments, XML
+    Keywords and consent  step 7's families, and opt-outs as people write them (OPT_OUT_MATCH)
     Reply rules           RULES_FILE: parsed and checked, reloaded, the first match, their reads
     A person in the loop  FORWARD_TO: forwards to the owners and relays their answers, their reads
-    HTTP plumbing         body limits (a plain Content-Length), the URL's headers, form parsing, the fields
-                          of both webhooks
-    Application           the WSGI app: routes, the headers every answer carries, the webhook's steps in
-                          order, the decision
+    Deciding              what a new message gets: the Decider (the webhook and `try` use it)
+    Application           the WSGI app: routes, the headers every answer carries, the webhooks' steps
+                          in order and their statements, create_app
+    Surfaces              the package beside the core, asked for its routes and commands
     Outbox                sending through the Plivo REST API: the worker, delivery reports, its statements
-    Speaking first        /api/messages: tokens and their scopes, outbound messages (queued, scheduled,
-                          cancelled), `text`
-    Team inbox: people    who may log in: passwords (Argon2id, two checks at once), sessions, lockout,
-                          the record of logins, `users`
-    Team inbox: pages     /inbox: the list, a conversation, answering, opt-out by hand, live updates
-    Operating it          messages, stats, opt-out lists, retention, and their statements
-    Server and command line   the threaded stdlib server, each verb, main()
+    Retention             purge, at start and hourly with RETENTION_DAYS
+    Server and command line   the threaded stdlib server, the verbs, main()
+
+The surfaces live in the package sms_responder_surfaces beside this module (its docstring is their
+map): api (/api/messages, `text`, `tokens`), inbox (/inbox, `users`), operating (`messages`, `stats`,
+`opt-outs`), metrics (/metrics). Without it the core serves the webhook, and their routes answer 404.
 
 A new feature is a section of its own, placed where its data flows, entered from one call site.
 """
@@ -55,17 +49,15 @@ A new feature is a section of its own, placed where its data flows, entered from
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import dataclasses
 import enum
 import fcntl
 import functools
-import getpass
 import hashlib
 import hmac
 import http.client
 import importlib
-import io
 import ipaddress
 import json
 import logging
@@ -74,15 +66,12 @@ import os
 import random
 import re
 import secrets
-import shutil
 import signal
 import socket
 import socketserver
 import sqlite3
-import stat
 import string
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -94,10 +83,10 @@ import uuid
 import zoneinfo
 from base64 import b64encode
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
 from http import HTTPStatus
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
@@ -115,31 +104,15 @@ HEALTH_PATH = "/health"
 API_PREFIX = "/api/"
 #: Answers under these paths hold people's conversations: never kept by a cache, and HTTPS-only behind https.
 PRIVATE_PREFIXES = (API_PREFIX, "/inbox")
-#: Files the module serves (the OpenAPI document; the inbox's page, style and script), installed beside it.
-WEB_FILES = Path(__file__).with_name("sms_responder_web")
-
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
-
 #: Plivo's hard limit for one message; longer replies are cut.
 MAX_REPLY_CHARS = 1600
 EMPTY_RESPONSE = b"<Response></Response>"
-
 #: The token .env.example ships with: start-up warns while it is in use.
 PLACEHOLDER_AUTH_TOKEN = "replace-with-your-plivo-auth-token"
-
-# Keyword families, compared after normalize_keyword(); see CONTRACT.md step 7.
-OPT_OUT_WORDS = frozenset({
-    "stop", "stopall", "stop all", "unsubscribe", "unsub", "cancel",
-    "end", "quit", "revoke", "optout", "opt out",
-})
-OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
-HELP_WORDS = frozenset({"help", "info"})
-#: Opt-in words only for a sender who has opted out; from anyone else an ordinary message ("Reply YES to confirm").
-OPT_IN_WHEN_OPTED_OUT = frozenset({"yes"})
-
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds; Plivo gives a webhook 8 s in all
 # A large database: index pages are read through the OS page cache, shared by every connection and
 # process, instead of copied into each connection's 2 MB cache; and the WAL is copied back every
@@ -152,15 +125,25 @@ SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
 POSTGRES_POOL_SIZE = 10  # connections per process at most
 POSTGRES_WAIT = 3.0      # seconds to wait for a connection: a down database answers 503/500 within 5 s
 CLIENT_TIMEOUT = 30  # seconds a client of the stdlib server may take to send its request
-
 # The outbox (REPLY_MODE=api); see README "Slow replies".
 OUTBOX_POLL = 0.5    # seconds between looks for due rows: a queued row goes out within 2 s
 OUTBOX_LEASE = 30.0  # seconds a claimed row stays with its worker; then another may claim it
 API_TIMEOUT = 10.0   # seconds per Plivo REST API call (less than the lease, so a live claim never expires mid-call)
 MAX_BACKOFF = 60.0   # seconds; retries wait 1, 2, 4, ... up to this, with jitter
-
 log = logging.getLogger("sms_responder")
 access_log = logging.getLogger("sms_responder.access")
+_NUMBER_NOISE = re.compile(r"[\s().-]")
+
+
+def number_key(number: str) -> str:
+    """A phone number for comparing: '+1 415-555-0100' and '14155550100' are the same."""
+    return _NUMBER_NOISE.sub("", number).removeprefix("+")
+
+
+def number_forms(number: str) -> tuple[str, str]:
+    """A number as Plivo writes it and in E.164 with '+', for matching stored numbers either way."""
+    key = number_key(number)
+    return key, "+" + key
 
 
 # -- Settings -----------------------------------------------------------------
@@ -224,6 +207,15 @@ def _base_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"{raw!r} is not a base URL like https://example.com")
     return raw.rstrip("/")
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
+    if database_url.startswith("sqlite:///"):
+        return database_url.removeprefix("sqlite:///")
+    if database_url.startswith("sqlite:"):
+        return ""
+    return database_url
 
 
 def _database_url(raw: str) -> str:
@@ -432,145 +424,30 @@ def configure_logging(level: str, fmt: str) -> None:
         logger.propagate = False  # one line per event, even when the host has configured the root logger
 
 
+class Outcome(enum.Enum):
+    """What happened to a webhook: the first word of its log line and messages.outcome."""
+
+    REPLIED = "replied"            # auto-reply sent
+    HELPED = "helped"              # HELP_TEXT sent
+    STOPPED = "stopped"            # opt-out recorded, STOP_TEXT sent
+    STARTED = "started"            # opt-out removed, START_TEXT sent
+    CONSENT_CHECK = "consent_check"  # may be an opt-out in other words: CONSENT_CHECK_TEXT asks (once a day)
+    OPTED_OUT = "opted_out"        # the sender has opted out: stored, no reply
+    RATE_LIMITED = "rate_limited"  # over REPLY_LIMIT: stored, no reply
+    PLIVO_KEYWORD = "plivo_keyword"  # MessageIntent set: Plivo answered, we recorded the effect
+    OWN_NUMBER = "own_number"      # sent by one of our numbers: no reply, or two responders loop
+    RELAYED = "relayed"            # an owner's text, sent on to a customer
+    NOT_RELAYED = "not_relayed"    # an owner's text with nobody to send it to: the owner is told why
+    NO_REPLY = "no_reply"          # the reply text came out empty
+    DUPLICATE = "duplicate"        # MessageUUID already stored: nothing stored, no reply
+    REPORTED = "reported"          # a delivery report stored
+    REJECTED = "rejected"          # a 4xx answer
+    FAILED = "failed"              # a 500 answer
+
+
 def mask_number(number: str) -> str:
     """The last four characters only: enough to correlate log lines, too few to identify a person."""
     return "***" + number[-4:] if len(number) > 4 else "***"
-
-
-# -- Metrics: METRICS_TOKEN ---------------------------------------------------
-
-METRICS_PATH = "/metrics"
-#: seconds; Plivo waits 8 s for a webhook's answer
-WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0)
-
-
-class Metrics:
-    """Prometheus metrics: counters summed over every process of the host, gauges read from the database.
-
-    prometheus_client's multiprocess mode: each process (gunicorn and uwsgi workers, the stdlib
-    server, `worker`) counts in files of its own in one folder, and a scrape, whichever process
-    answers it, sums the files of every process, those that have exited included, so a restarted
-    worker loses none of the counts. The folder is PROMETHEUS_MULTIPROC_DIR when it is set, else
-    one per deployment (working directory and DATABASE_URL) in the system's temporary folder,
-    readable by its owner only (private_folder). The library chooses that mode when it is first
-    imported, so it is imported here, after the folder is set, and only when METRICS_TOKEN is. Gauges
-    that describe the database are read at each scrape through indexes (the waiting outbox rows, the
-    opt-outs), never counted per process.
-    """
-
-    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
-        self.token = settings.metrics_token.encode()
-        self.folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or private_folder(metrics_folder(settings))
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.folder  # for the library, and for processes forked later
-        os.makedirs(self.folder, exist_ok=True)  # one the operator named is used as they made it
-        prometheus = importlib.import_module("prometheus_client")
-        multiprocess = importlib.import_module("prometheus_client.multiprocess")
-        values = importlib.import_module("prometheus_client.values")
-        if values.ValueClass is values.MutexValue:  # the single-process kind: its counts would be this process's
-            raise ConfigError(["METRICS_TOKEN: prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was"
-                               " set; set PROMETHEUS_MULTIPROC_DIR in the environment of every process"])
-        self.prometheus, self.multiprocess, self.store = prometheus, multiprocess, store
-        self.webhooks = prometheus.Counter("sms_webhooks", "Webhooks answered, by outcome", ["outcome"], registry=None)
-        self.webhook_seconds = prometheus.Histogram("sms_webhook_duration_seconds", "Time to answer a webhook",
-                                                    buckets=WEBHOOK_BUCKETS, registry=None)
-        self.sends = prometheus.Counter("sms_outbound", "Outbox sends through the Plivo REST API, by result",
-                                        ["status"], registry=None)
-        self.reloads = prometheus.Counter("sms_rules_reloads", "Looks at a changed RULES_FILE, by result",
-                                          ["result"], registry=None)
-        self.api_requests = prometheus.Counter("sms_api_requests", "Requests to /api, by HTTP status",
-                                               ["status"], registry=None)
-        # Every known label value starts at 0, so that each series exists (and alerts see it) from the start.
-        self._outcomes = {outcome.value: self.webhooks.labels(outcome.value) for outcome in Outcome}
-        for status in ("sent", "failed", "retried", "cancelled", "claim_lost"):
-            self.sends.labels(status)
-        for result in ("reloaded", "refused"):
-            self.reloads.labels(result)
-        for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
-                       HTTPStatus.TOO_MANY_REQUESTS):
-            self.api_requests.labels(str(status.value))
-
-    def webhook(self, outcome: str, seconds: float) -> None:
-        """Count one webhook (about 3 µs: a counter and a histogram, each a write to a mapped file)."""
-        (self._outcomes.get(outcome) or self.webhooks.labels(outcome)).inc()
-        self.webhook_seconds.observe(seconds)
-
-    def exposition(self) -> bytes:
-        """Every process's counters, summed, and the database's gauges, in Prometheus' text format."""
-        registry = self.prometheus.CollectorRegistry()
-        self.multiprocess.MultiProcessCollector(registry, path=self.folder)
-        registry.register(DatabaseGauges(self.store, importlib.import_module("prometheus_client.core")))
-        return self.prometheus.generate_latest(registry)
-
-    def handle(self, environ: WSGIEnvironment) -> Response:
-        """GET /metrics with Authorization: Bearer METRICS_TOKEN (else 401)."""
-        match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
-        if not match or not hmac.compare_digest(match[1].encode(), self.token):
-            raise HTTPError(HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer METRICS_TOKEN",
-                            (("WWW-Authenticate", "Bearer"),))
-        return Response(HTTPStatus.OK, self.exposition(), self.prometheus.CONTENT_TYPE_LATEST)
-
-
-class DatabaseGauges:
-    """The gauges read from the database at a scrape (a prometheus_client collector)."""
-
-    def __init__(self, store: SQLiteStore | PostgresStore, core: Any) -> None:
-        self.store, self.core = store, core
-
-    def collect(self) -> Iterator[Any]:
-        waiting, opt_outs = self.store.run(lambda tx: (outbox_waiting(tx), opt_outs_total(tx)))
-        outbox = self.core.GaugeMetricFamily("sms_outbox_messages", "Outbox rows waiting to be sent, by status",
-                                             labels=["status"])
-        for status in ("scheduled", "queued", "sending"):
-            outbox.add_metric([status], waiting.get(status, 0))
-        yield outbox
-        yield self.core.GaugeMetricFamily("sms_opt_outs", "Opt-outs in force", value=opt_outs)
-
-
-def outbox_waiting(history: Transaction) -> dict[str, int]:
-    """Outbox rows not sent yet, by status (the partial index outbox_due holds exactly those)."""
-    return dict(history.execute("SELECT status, count(*) FROM outbox WHERE status IN ('scheduled', 'queued',"
-                                " 'sending') GROUP BY status").fetchall())
-
-
-def opt_outs_total(history: Transaction) -> int:
-    return history.execute("SELECT count(*) FROM opt_outs").fetchone()[0]
-
-
-def metrics_folder(settings: Settings) -> str:
-    """The folder the processes of one deployment share for their counts: the same working directory
-    and DATABASE_URL give the same folder (gunicorn's workers, the `worker` beside them)."""
-    deployment = hashlib.sha256(f"{os.getcwd()}\0{settings.database_url}".encode()).hexdigest()[:12]
-    return os.path.join(tempfile.gettempdir(), f"sms_responder-metrics-{os.getuid()}-{deployment}")
-
-
-def private_folder(path: str) -> str:
-    """The folder at `path`, made readable by its owner only; ConfigError naming it if it is not ours.
-
-    The folder the service picks itself sits in the shared temporary folder, under a name anyone can
-    work out: a symbolic link or a folder planted there first by someone else would take in our
-    counts, or feed in theirs. Such a folder, or one that others may write to, stops start-up. One of
-    ours that others may only read (an earlier release made it so) becomes private. /tmp's sticky bit
-    keeps others from replacing it afterwards.
-    """
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    found = os.lstat(path)
-    if stat.S_ISLNK(found.st_mode):
-        problem = "is a symbolic link"
-    elif not stat.S_ISDIR(found.st_mode):
-        problem = "is not a folder"
-    elif found.st_uid != os.getuid():
-        problem = f"belongs to another user (uid {found.st_uid})"
-    elif found.st_mode & 0o022:
-        problem = "may be written to by other users"
-    else:
-        if found.st_mode & 0o077:
-            os.chmod(path, 0o700)
-        return path
-    raise ConfigError([f"METRICS_TOKEN: the metrics folder {path} {problem}; remove it, or set "
-                       "PROMETHEUS_MULTIPROC_DIR to a folder of your own"])
 
 
 # -- Schema: the tables, and how each version migrates to the next ------------
@@ -839,27 +716,14 @@ def migrate(execute: Callable[[str], object], version: int, types: Mapping[str, 
                 execute(statement.format(**types))
 
 
-# -- Storage: connections, transactions, the webhook's own statements ---------
+# -- Storage: connections, transactions, group commit, the two dialects -------
 
 class StoreUnavailable(Exception):
     """The database cannot be used right now: its file is gone or read-only, or it does not answer."""
 
 
-class NonceReused(Exception):
-    """A V2 signature nonce arrived again with a different MessageUUID: a replayed signature."""
-
-
 class StoreMissing(StoreUnavailable):
     """The SQLite file a command was to read or change does not exist (it is never created for it)."""
-
-
-def sqlite_path(database_url: str) -> str:
-    """The file path in sqlite:///relative.db, sqlite:////absolute.db or a bare path."""
-    if database_url.startswith("sqlite:///"):
-        return database_url.removeprefix("sqlite:///")
-    if database_url.startswith("sqlite:"):
-        return ""
-    return database_url
 
 
 def iso_time(timestamp: float) -> str:
@@ -880,46 +744,16 @@ def _second_text(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MessageState:
-    """What the database says about a new message before it is decided."""
-
-    duplicate: bool        # its MessageUUID is stored already
-    nonce_used: bool       # its V2 nonce is bound to another message
-    opted_out: bool        # its sender has opted out of the receiving number
-    recent_replies: int    # limited replies to its sender within REPLY_WINDOW
-    previous_rule: str | None = None  # rules with `after`: the rule that matched the sender's most recent
-    previous_at: Any = None           # earlier message to this number, and when it came (None: no message
-                                      # within the rules' longest `within`, or no rule has `after`)
-
-
-# The one read a new message is decided from. Outcomes are written out, so that the index
-# messages_by_sender (sender, outcome, time) seeks straight to the limited replies (automatic replies,
-# HELP answers, consent questions), and (rules with `after`) to each outcome a customer's message can
-# have, within the rules' longest `within`, however much the sender has sent before.
-STATE_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
-    " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
-    " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
-    " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped', 'consent_check')"
-    " AND received_at >= ?)")
-STATE_AND_PREVIOUS_SQL = (
-    STATE_SQL + ", previous.rule, previous.received_at FROM (SELECT 1) AS one LEFT JOIN (SELECT rule, received_at"
-    " FROM messages WHERE from_number = ? AND outcome IN ('replied', 'no_reply', 'helped', 'started', 'stopped',"
-    " 'opted_out', 'rate_limited', 'plivo_keyword', 'consent_check') AND received_at >= ? AND to_number IN (?, ?)"
-    " ORDER BY received_at DESC LIMIT 1) AS previous ON TRUE")
-
-
 class Transaction:
-    """One database transaction, and the statements of the webhook's own path.
+    """One database transaction: how a statement runs, and the opt-out list every feature consults.
 
     Storage owns how a statement runs (execute: SQLiteTransaction and PostgresTransaction
-    say how each database runs one, stores time, locks rows), the transactions themselves
-    (SQLiteStore with GroupCommit, PostgresStore), and the webhook's own statements: the
-    one read a new message is decided from, its insert, opt-out and opt-in. Every other
-    statement lives in the section of the feature it serves (reply rules, a person in the
-    loop, the outbox, operating it), as a function taking the transaction: written once
-    with ? placeholders, next to the logic that needs it, run through this class.
+    say how each database runs one, stores time, locks rows, batches round trips) and the
+    transactions themselves (SQLiteStore with GroupCommit, PostgresStore). The statements
+    live in the section of the feature they serve (the webhook's in Application, the rules',
+    the outbox's, a surface's in its module), as functions taking the transaction: written
+    once with ? placeholders, next to the logic that needs them, run through this class.
+    Only the opt-out list's are here: the webhook, the outbox and the surfaces all use them.
     """
 
     unique_violation: type[Exception]
@@ -928,7 +762,7 @@ class Transaction:
     like = "LIKE"     # case-insensitive matching (SQLite's LIKE is, for ASCII)
     scan = " NOT INDEXED"  # a search of every message: one pass through the table, not index by index
 
-    def __init__(self, store: SQLiteStore | PostgresStore, connection: Any) -> None:
+    def __init__(self, store: Store, connection: Any) -> None:
         self.store = store
         self.connection = connection
 
@@ -948,47 +782,14 @@ class Transaction:
         """A stored time as an aware datetime in UTC."""
         raise NotImplementedError
 
-    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
-                      previous_since: float | None = None) -> MessageState:
-        """All a new message's decision reads, in one statement: is it stored already, is its V2 nonce
-        bound to another message, has its sender opted out of this number, how many limited replies
-        (REPLY_LIMIT) has the sender had since `since`; and, with `previous_since` (the rules have
-        `after`), the rule and time of the sender's most recent earlier message to this number since then."""
-        return MessageState(*self.read_state(message, since, v2_nonce, previous_since).fetchone())
+    def batch(self) -> contextlib.AbstractContextManager:
+        """A block whose statements may travel to the database together (PostgreSQL's pipeline: one round
+        trip, its BEGIN included); their results are read after it."""
+        return contextlib.nullcontext()
 
-    def read_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
-                   previous_since: float | None) -> Any:
-        params = (message.message_uuid, v2_nonce, number_key(message.sender), number_key(message.recipient),
-                  message.sender, self.timestamp(since))
-        if previous_since is None:
-            return self.execute(STATE_SQL, params)
-        return self.execute(STATE_AND_PREVIOUS_SQL, (*params, message.sender, self.timestamp(previous_since),
-                                                     *number_forms(message.recipient)))
-
-    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
-                    decision: Decision, *, last: bool = False) -> bool:
-        """Store a new message with what was decided for it, in one statement; False if its MessageUUID
-        is stored already (the database, not the read before, has the last word on duplicates).
-
-        `last`: nothing more will be written in this transaction, so a database that can commit
-        in the same round trip may (PostgreSQL does; SQLite's commit belongs to the batch)."""
-        try:
-            return self.insert_message(message, received_at, v2_nonce, decision).rowcount == 1
-        except self.unique_violation as error:
-            if v2_nonce is None:
-                raise
-            raise NonceReused(v2_nonce) from error
-
-    def insert_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
-                       decision: Decision) -> Any:
-        return self.execute(
-            "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls, received_at,"
-            " v2_nonce, outcome, reply, rule, forwarded_to, relayed_to)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_uuid) DO NOTHING",
-            (message.message_uuid, message.sender, message.recipient, message.text, message.type,
-             json.dumps(message.media_urls) if message.media_urls else "[]", self.timestamp(received_at),
-             v2_nonce, decision.outcome.value, decision.reply, decision.rule and decision.rule.name,
-             ",".join(decision.forwarded_to) or None, decision.relayed_to))
+    def commit_early(self) -> None:
+        """Nothing more will be written: a database that can commit in the same round trip as the last
+        statement does (PostgreSQL, in a batch); SQLite's commit belongs to its group (GroupCommit)."""
 
     def opt_out(self, sender: str, recipient: str, when: float) -> bool:
         """Record an opt-out; False if the sender had already opted out."""
@@ -1141,7 +942,7 @@ class SQLiteStore:
         """work(tx) in a transaction, possibly shared with other threads' work (group commit)."""
         return self._group_commit.run(work)
 
-    @contextmanager
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[SQLiteTransaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         connection, identity = self._acquire()
@@ -1164,7 +965,7 @@ class SQLiteStore:
             raise
         self._release(connection, identity)
 
-    @contextmanager
+    @contextlib.contextmanager
     def reading(self, missing_ok: bool = False) -> Iterator[SQLiteTransaction]:
         """One consistent read-only view, for commands: the file is never written, nor created.
 
@@ -1210,7 +1011,7 @@ class SQLiteStore:
         for connection, _ in idle:
             connection.close()
 
-    @contextmanager
+    @contextlib.contextmanager
     def _writers_turn(self, identity: tuple[int, int]) -> Iterator[None]:
         """Wait for this file's other writers, threads and processes, in the kernel (flock).
 
@@ -1315,9 +1116,9 @@ def _rollback(connection: sqlite3.Connection) -> None:
 class PostgresTransaction(Transaction):
     """Transaction on a psycopg 3 connection (in autocommit mode: the transaction is explicit).
 
-    A webhook takes two round trips: BEGIN, the per-sender lock and the read go in one
-    pipeline, the insert and COMMIT in another (psycopg syncs when a pipeline ends). Every
-    other statement is sent on its own, its BEGIN with the first of them.
+    A webhook takes two round trips (batch): BEGIN, the per-sender lock and the read go in
+    one pipeline, the insert and COMMIT in another (psycopg syncs when a pipeline ends).
+    Every other statement is sent on its own, its BEGIN with the first of them.
     """
 
     for_update = " FOR UPDATE"
@@ -1364,29 +1165,14 @@ class PostgresTransaction(Transaction):
             cursor.executemany(_postgres_placeholders(sql), rows)
             return cursor.rowcount
 
-    def message_state(self, message: InboundMessage, since: float, v2_nonce: str | None,
-                      previous_since: float | None = None) -> MessageState:
-        # One transaction per sender at a time, so that what the read finds is still true at the commit
-        # (two copies of a message, the reply limit, opt-outs); the read then sees what the last one stored.
-        with self.connection.pipeline():
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        with self.connection.pipeline():  # psycopg sends the statements together and syncs when the block ends
             self.begin()
-            self.lock(number_key(message.sender))
-            cursor = self.read_state(message, since, v2_nonce, previous_since)
-        return MessageState(*cursor.fetchone())
+            yield
 
-    def add_message(self, message: InboundMessage, received_at: float, v2_nonce: str | None,
-                    decision: Decision, *, last: bool = False) -> bool:
-        if not last:
-            return super().add_message(message, received_at, v2_nonce, decision)
-        try:
-            with self.connection.pipeline():  # nothing follows: the insert and the commit in one round trip
-                cursor = self.insert_message(message, received_at, v2_nonce, decision)
-                self.commit()
-        except self.unique_violation as error:
-            if v2_nonce is None:
-                raise
-            raise NonceReused(v2_nonce) from error
-        return cursor.rowcount == 1
+    def commit_early(self) -> None:
+        self.commit()
 
 
 @functools.cache
@@ -1414,7 +1200,7 @@ class PostgresStore:
         self._pid = None
         self._lock = threading.Lock()
 
-    @contextmanager
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         TransactionStatus = self.psycopg.pq.TransactionStatus  # noqa: N806 - psycopg's enum
@@ -1447,7 +1233,7 @@ class PostgresStore:
                     raise
         raise AssertionError("unreachable")
 
-    @contextmanager
+    @contextlib.contextmanager
     def reading(self, missing_ok: bool = False) -> Iterator[PostgresTransaction]:
         """One consistent read-only view, for commands: a transaction that is always rolled back.
 
@@ -1519,11 +1305,196 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
-def open_store(settings: Settings) -> SQLiteStore | PostgresStore:
+Store = SQLiteStore | PostgresStore  # either database, as open_store() gives it
+
+
+def open_store(settings: Settings) -> Store:
     """The store DATABASE_URL names (nothing is opened until first use)."""
     if settings.database_url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(settings.database_url)
     return SQLiteStore(sqlite_path(settings.database_url), settings.sqlite_synchronous)
+
+
+# -- HTTP plumbing: requests and answers --------------------------------------
+
+class HTTPError(Exception):
+    """An expected client error: raised where it is found, answered in SmsResponder.__call__."""
+
+    def __init__(self, status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
+                 **log_fields: object) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.log_fields = log_fields
+
+    def response(self) -> Response:
+        """The answer: the reason as short plain text."""
+        return Response(self.status, f"{self.reason}\n".encode(), TEXT_CONTENT_TYPE, self.headers,
+                        {"outcome": Outcome.REJECTED.value, "status": self.status.value, "reason": self.reason,
+                         **self.log_fields})
+
+
+class ApiError(HTTPError):
+    """An error of the API (/api/...): answered as JSON, {"error": reason, ...details}."""
+
+    def __init__(self, http_status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
+                 **details: object) -> None:
+        super().__init__(http_status, reason, headers)
+        self.document = {"error": reason, **details}
+
+    def response(self) -> Response:
+        return json_response(self.status, self.document, self.headers)
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """What a handler decided to answer; SmsResponder.__call__ encodes it."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+    log_fields: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+STATUS_LINES = {status: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def json_response(status: HTTPStatus, document: Mapping[str, object],
+                  headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A JSON answer (the health check, the API)."""
+    return Response(status, json.dumps(document, ensure_ascii=False).encode(), JSON_CONTENT_TYPE, headers)
+
+
+_PLAIN_NUMBER = re.compile("[0-9]+")
+
+
+def declared_length(environ: WSGIEnvironment, error: type[HTTPError] = HTTPError) -> int | None:
+    """The request's Content-Length (None: it has none), or 400 unless it is a plain decimal number.
+
+    RFC 9110 8.6 allows digits only. int() would also take -1, +5, 5_0 and other scripts' digits, and
+    a length of -1 passed every size check, then made a read wait for the client to close."""
+    header = environ.get("CONTENT_LENGTH", "").strip(" \t")
+    if not header:
+        return None
+    if not _PLAIN_NUMBER.fullmatch(header):
+        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length: not a plain decimal number")
+    return int(header)
+
+
+def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FORM_CONTENT_TYPE,
+              error: type[HTTPError] = HTTPError) -> bytes:
+    """The request body, after the size (413) and content-type (415) checks of step 1."""
+    length = declared_length(environ, error)
+    if length is not None and length > max_bytes:
+        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+    media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if media_type != expected_type:
+        raise error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"expected {expected_type}")
+    if length is None:
+        if environ.get("wsgi.input_terminated"):  # the host de-chunked the body: read to its end
+            length = max_bytes + 1
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise error(HTTPStatus.LENGTH_REQUIRED, "this server needs a Content-Length")
+        else:
+            return b""  # no length and no chunks: an empty body (RFC 9112, section 6.3)
+    try:
+        body = environ["wsgi.input"].read(min(length, max_bytes + 1))
+    except OSError:  # the client timed out or went away mid-body
+        raise error(HTTPStatus.BAD_REQUEST, "incomplete body") from None
+    if len(body) > max_bytes:
+        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
+    return body
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
+
+
+@functools.lru_cache(maxsize=64)  # a service sees a few hosts again and again; bounded: the client chooses them
+def is_host(value: str) -> bool:
+    """Is this a host name or address with an optional port, as a URL holds it ([::1]:3000 too)?"""
+    match = _HOST.fullmatch(value)
+    if match is None or (match["port"] and int(match["port"]) > 65535):
+        return False
+    try:
+        return not match["ipv6"] or bool(ipaddress.IPv6Address(match["ipv6"]))
+    except ValueError:
+        return False
+
+
+#: The headers a webhook's URL may be made of (see webhook_url): each value, or each of a list's values.
+URL_HEADERS = (("Host", "HTTP_HOST", is_host), ("X-Forwarded-Host", "HTTP_X_FORWARDED_HOST", is_host),
+               ("X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO", _SCHEME.fullmatch))
+
+
+def check_url_headers(environ: WSGIEnvironment) -> None:
+    """403 naming the header if Host, X-Forwarded-Host or X-Forwarded-Proto could not be part of a URL.
+
+    No signature can match such a request, and turning the header into a URL made urlsplit raise
+    (Host: [ was a 500 that counted as a failed webhook). Refused here, before any URL is made."""
+    for name, key, is_valid in URL_HEADERS:
+        value = environ.get(key)
+        if value and not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
+            raise HTTPError(HTTPStatus.FORBIDDEN, f"invalid {name} header", header=name, value=value[:100])
+
+
+def parse_form(body: bytes) -> dict[str, list[str]] | None:
+    """The form fields of a UTF-8 form body, blank values kept (Plivo signs them); None if not UTF-8.
+
+    The same as urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    (a property test holds them equal), but a field with neither '+' nor '%' is taken as it is.
+    """
+    try:
+        fields: dict[str, list[str]] = {}
+        for pair in body.decode("utf-8").split("&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition("=")
+            if "+" in name or "%" in name:
+                name = urllib.parse.unquote_plus(name, errors="strict")
+            if "+" in value or "%" in value:
+                value = urllib.parse.unquote_plus(value, errors="strict")
+            if name in fields:
+                fields[name].append(value)
+            else:
+                fields[name] = [value]
+        return fields
+    except UnicodeDecodeError:
+        return None
+
+
+def parse_json(body: bytes) -> object:
+    """A JSON body (UTF-8; no duplicate keys, no NaN), else 400."""
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key given twice")
+        return dict(pairs)
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(body.decode("utf-8"), object_pairs_hook=unique, parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "the body is not a JSON object", field="body") from None
+
+
+_BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
+
+
+def bearer_token(environ: WSGIEnvironment) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header (the API's, /metrics'), None without one."""
+    match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
+    return match[1] if match else None
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a random token (an API token, a session's): its SHA-256. A slow hash protects
+    guessable passwords, not 32 random bytes; the digest is looked up on every request."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- Signature ----------------------------------------------------------------
@@ -1661,72 +1632,7 @@ def signed_for(headers: SignatureHeaders, url: str, params: Mapping[str, list[st
     return False
 
 
-# -- Messages -----------------------------------------------------------------
-
-class Keyword(enum.Enum):
-    """The keyword families of CONTRACT.md step 7."""
-
-    OPT_OUT = "opt_out"
-    OPT_IN = "opt_in"
-    HELP = "help"
-
-
-class Outcome(enum.Enum):
-    """What happened to a webhook: the first word of its log line and messages.outcome."""
-
-    REPLIED = "replied"            # auto-reply sent
-    HELPED = "helped"              # HELP_TEXT sent
-    STOPPED = "stopped"            # opt-out recorded, STOP_TEXT sent
-    STARTED = "started"            # opt-out removed, START_TEXT sent
-    CONSENT_CHECK = "consent_check"  # may be an opt-out in other words: CONSENT_CHECK_TEXT asks (once a day)
-    OPTED_OUT = "opted_out"        # the sender has opted out: stored, no reply
-    RATE_LIMITED = "rate_limited"  # over REPLY_LIMIT: stored, no reply
-    PLIVO_KEYWORD = "plivo_keyword"  # MessageIntent set: Plivo answered, we recorded the effect
-    OWN_NUMBER = "own_number"      # sent by one of our numbers: no reply, or two responders loop
-    RELAYED = "relayed"            # an owner's text, sent on to a customer
-    NOT_RELAYED = "not_relayed"    # an owner's text with nobody to send it to: the owner is told why
-    NO_REPLY = "no_reply"          # the reply text came out empty
-    DUPLICATE = "duplicate"        # MessageUUID already stored: nothing stored, no reply
-    REPORTED = "reported"          # a delivery report stored
-    REJECTED = "rejected"          # a 4xx answer
-    FAILED = "failed"              # a 500 answer
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Decision:
-    """What a new message gets: its outcome, the reply (None: no reply), the rule that matched,
-    the opt-out change to record (Keyword.OPT_OUT or OPT_IN), what the consent classes read in
-    it, and what a person in the loop adds."""
-
-    outcome: Outcome
-    reply: str | None = None
-    rule: Rule | None = None
-    change: Keyword | None = None
-    consent: ConsentMatch | None = None  # an opt-out in other words, or maybe one (OPT_OUT_MATCH=phrases)
-    deferred: bool = False              # REPLY_MODE=api: the worker runs the reply function
-    relayed_to: str | None = None       # an owner's relay: the customer the reply goes to
-    forwarded_to: tuple[str, ...] = ()  # the owners the message is forwarded to
-    forward_text: str | None = None
-
-    def sms(self, sender: str) -> list[Outbound]:
-        """The SMS this decision sends, in order: the reply (to the sender, or a relay's customer), the forwards."""
-        sent = [Outbound("reply", self.relayed_to or sender, self.reply)] if self.reply or self.deferred else []
-        return sent + [Outbound("forward", owner, self.forward_text) for owner in self.forwarded_to]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outbound:
-    """One SMS from the number that received a message: its kind ("reply" or "forward"), recipient, text."""
-
-    kind: str
-    dst: str
-    text: str | None  # None: a deferred reply, for the worker's reply function
-
-
-DUPLICATE = Decision(Outcome.DUPLICATE)
-#: What Plivo's MessageIntent asks us to record (Plivo has answered the keyword itself).
-INTENT_CHANGES = {"optout": Keyword.OPT_OUT, "optin": Keyword.OPT_IN, "help": None}
-
+# -- Messages: an inbound message, its state, the reply's text ----------------
 
 @dataclasses.dataclass(frozen=True)
 class InboundMessage:
@@ -1741,30 +1647,59 @@ class InboundMessage:
     intent: str = ""  # MessageIntent, when Plivo itself recognised a keyword
 
 
-_NUMBER_NOISE = re.compile(r"[\s().-]")
 _MEDIA_FIELD = re.compile(r"Media(\d+)")
+
+
+def parse_inbound(form: Mapping[str, list[str]], our_numbers: frozenset[str]) -> InboundMessage:
+    """The inbound message in a webhook form, or 400 naming the missing or invalid field (step 4)."""
+    def field(name: str) -> str | None:
+        values = form.get(name)
+        if values is not None and len(values) > 1:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"field {name} given more than once")
+        return values[0] if values else None
+
+    for name in ("From", "To", "MessageUUID"):
+        value = field(name)
+        if not value:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing field {name}")
+        if len(value) > 128 or not value.isprintable():
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"invalid field {name}")
+    message_type = (field("Type") or "sms").lower()
+    text = field("Text") if message_type == "sms" else field("Body")
+    if text is None and message_type == "sms":
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "missing field Text")
+    message = InboundMessage(
+        message_uuid=field("MessageUUID"), sender=field("From"), recipient=field("To"),
+        text=text or "", type=message_type, media_urls=media_urls(form),
+        intent=(field("MessageIntent") or "").lower())
+    if number_key(message.recipient) not in our_numbers:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "To is not one of PLIVO_NUMBER",
+                        message_uuid=message.message_uuid, sender=mask_number(message.sender))
+    return message
+
+
+def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
+    """MMS media URLs from Media0, Media1, ... in index order (Plivo's docs disagree on the first index)."""
+    indexed = sorted((int(match[1]), values[0]) for name, values in form.items()
+                     if name.startswith("Media") and (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
+    return tuple(url for _, url in indexed)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageState:
+    """What the database says about a new message before it is decided."""
+
+    duplicate: bool        # its MessageUUID is stored already
+    nonce_used: bool       # its V2 nonce is bound to another message
+    opted_out: bool        # its sender has opted out of the receiving number
+    recent_replies: int    # limited replies to its sender within REPLY_WINDOW
+    previous_rule: str | None = None  # rules with `after`: the rule that matched the sender's most recent
+    previous_at: Any = None           # earlier message to this number, and when it came (None: no message
+
+
 # Not an XML 1.0 Char (https://www.w3.org/TR/xml/#charsets): C0 controls but tab, LF and CR;
 # lone surrogates; U+FFFE and U+FFFF. (Written as the invalid set: the valid one compiles slowly.)
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def number_key(number: str) -> str:
-    """A phone number for comparing: '+1 415-555-0100' and '14155550100' are the same."""
-    return _NUMBER_NOISE.sub("", number).removeprefix("+")
-
-
-def normalize_keyword(text: str) -> str:
-    """Trimmed, case-folded, inner whitespace collapsed, trailing punctuation removed: ' Stop! ' -> 'stop'."""
-    words = " ".join(text.casefold().split())
-    while words and unicodedata.category(words[-1]).startswith("P"):
-        words = words[:-1].rstrip()
-    return words
-
-
-def number_forms(number: str) -> tuple[str, str]:
-    """A number as Plivo writes it and in E.164 with '+', for matching stored numbers either way."""
-    key = number_key(number)
-    return key, "+" + key
 
 
 def render_reply(template: str, message: InboundMessage) -> str:
@@ -1845,23 +1780,36 @@ def _xml_escape(value: str, escapes: tuple[re.Pattern[str], dict[str, str]]) -> 
     return special.sub(lambda match: replacements[match[0]], value) if special.search(value) else value
 
 
-# -- Keywords and consent: opt-outs as people write them ----------------------
-#
-# Step 7's families match a whole message exactly, as carriers and Plivo do. People also write
-# "Please stop texting me", "unsubscribe me", "no más" or "ＳＴＯＰ", and since 11 April 2025 the FCC's
-# rule (47 CFR 64.1200(a)(10)-(12)) counts any reasonable way of saying it as a revocation. So a
-# customer's message that no family matched is read once more (OPT_OUT_MATCH=phrases), as data: the
-# word lists below, written as people write them, and a few patterns built from them. Consent.of()
-# sorts a text into a clear opt-out (answered like STOP), maybe one (asked CONSENT_CHECK_TEXT, once a
-# day), or nothing. The other mistake costs as much: "I need to cancel my appointment" must not
-# unsubscribe anyone, so `cancel` and `end` count only as step 7's whole-message words.
-#
-# The patterns run on text strangers send: every repetition is possessive (*+, Python 3.11), so that
-# a phrase two lists can split two ways ("stop all", "ever again") cannot make a failing match try
-# each split of each repetition (2^n steps: "stop all stop all ... x" took seconds at 20).
+# -- Keywords and consent: step 7's families, opt-outs in other words ---------
+
+class Keyword(enum.Enum):
+    """The keyword families (README: What the webhook does, step 7)."""
+
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    HELP = "help"
+
+
+# Keyword families, compared after normalize_keyword() (README: What the webhook does, step 7).
+OPT_OUT_WORDS = frozenset({
+    "stop", "stopall", "stop all", "unsubscribe", "unsub", "cancel",
+    "end", "quit", "revoke", "optout", "opt out",
+})
+OPT_IN_WORDS = frozenset({"start", "yes", "unstop", "resume"})
+HELP_WORDS = frozenset({"help", "info"})
+#: Opt-in words only for a sender who has opted out; from anyone else an ordinary message ("Reply YES to confirm").
+OPT_IN_WHEN_OPTED_OUT = frozenset({"yes"})
+
+
+def normalize_keyword(text: str) -> str:
+    """Trimmed, case-folded, inner whitespace collapsed, trailing punctuation removed: ' Stop! ' -> 'stop'."""
+    words = " ".join(text.casefold().split())
+    while words and unicodedata.category(words[-1]).startswith("P"):
+        words = words[:-1].rstrip()
+    return words
+
 
 CONSENT_CHECK_PERIOD = 24 * 3600  # seconds: the consent question is asked once per sender and number of ours in this
-
 #: Words that may stand around a keyword without changing what it says: "Stop please", "STOP IT", "Stop. Thanks".
 COURTESY_WORDS = (
     "please", "pls", "plz", "now", "it", "me", "thanks", "thank you", "thx", "ok", "okay", "all", "asap",
@@ -1878,7 +1826,6 @@ OPT_OUT_KEYWORDS = {
     "french": ("arrêt", "arrêter", "arrête", "arrêtez", "désabonner", "désinscrire", "désabonnement",
                "désinscription", "plus de sms", "plus de messages"),
 }
-
 # A request for no more messages: a refusal whose object is texting itself, in any sentence.
 #: The refusals. After a subject ("I never text", "you never text me back") a sentence tells of
 #: someone's texting, not a request, unless it also asks (REQUEST_LEADS: "can you stop texting me").
@@ -1909,7 +1856,6 @@ OPT_OUT_REQUESTS = ("opt me out", "unsubscribe me", "unsubscribe me from", "i wa
                     "i want to opt out", "i'd like to opt out", "i would like to opt out", "i'd like to unsubscribe",
                     "i would like to unsubscribe", "i wanna unsubscribe", "i want to be removed",
                     "i'd like to be removed")
-
 #: Any of these as a whole word makes a message that is not clearly an opt-out maybe one ...
 MAYBE_WORDS = ("stop", "unsubscribe", "unsub", "optout", "opt out", "revoke")
 #: ... except `stop` where it does not mean ending messages: a visit or a thing ("stop by", "stop sign") ...
@@ -2240,8 +2186,6 @@ class Rules:
         return now - self.longest_within if self.longest_within else None
 
 
-# The rules' reads of stored messages: `history` is the webhook's transaction, or try's read-only one.
-
 def has_earlier_message(history: Transaction, message: InboundMessage) -> bool:
     """Is another message from this sender to this number of ours stored (a rule's first_message)?"""
     return history.execute(
@@ -2517,11 +2461,11 @@ def parse_rule(index: int, table: dict, problems: RuleProblems, has_hours: bool,
         "keywords": lambda value: _rule_keywords(value, words, consent),
         "pattern": _pattern,
         "when": lambda value: _when(value, has_hours),
-        "once_per": _period,
+        "once_per": period_seconds,
         "to": lambda value: _our_numbers(value, our_numbers),
         "from": _prefixes,
         "after": _rule_names,
-        "within": _period,
+        "within": period_seconds,
         "reply": _reply_template,
     }
     parsed = {key: problems.parsed(place, key, parse, fields[key]) for key, parse in parsers.items() if key in fields}
@@ -2579,7 +2523,8 @@ def _when(value: str, has_hours: bool) -> str:
     return value
 
 
-def _period(value: str) -> int:
+def period_seconds(value: str) -> int:
+    """A period such as 90s, 30m, 12h or 7d in seconds (once_per, within, --since); ValueError if it is not one."""
     match = _PERIOD.fullmatch(value)
     if not match:
         raise ValueError(f'"{value}" is not a period such as 90s, 30m, 12h or 7d')
@@ -2621,7 +2566,7 @@ class RulesFile:
         self._watching_pid: int | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self.metrics: Metrics | None = None  # counts reloads when METRICS_TOKEN is set
+        self.metrics: Any = None  # the metrics surface's counters (METRICS_TOKEN): it counts reloads
 
     def current(self) -> Rules:
         """The rules in force; starts this process's watcher on first use."""
@@ -2641,13 +2586,13 @@ class RulesFile:
             log.error("rules not reloaded, the %d rules in force stay: %s", len(self.rules.rules),
                       "; ".join(error.problems))
             if self.metrics:
-                self.metrics.reloads.labels("refused").inc()
+                self.metrics.rules_reloaded("refused")
             return
         if rules.source != self.rules.source:
             self.rules = rules
             log.info("rules reloaded", extra={"fields": {"rules": len(rules.rules), "pid": os.getpid()}})
             if self.metrics:
-                self.metrics.reloads.labels("reloaded").inc()
+                self.metrics.rules_reloaded("reloaded")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -2740,8 +2685,6 @@ class PersonInTheLoop:
         return Decision(Outcome.NOT_RELAYED, None if owner_opted_out else f"Not sent: {reason}")
 
 
-# What a person in the loop reads of stored messages (the webhook's transaction, or try's).
-
 def forwards_since(history: Transaction, sender: str, since: float) -> int:
     """How many of this customer's messages were forwarded since `since` (the forward limit)."""
     return history.execute(
@@ -2764,369 +2707,55 @@ def with_media(text: str, media_urls: tuple[str, ...]) -> str:
     return "\n".join(part for part in (text, *media_urls) if part)
 
 
-# -- HTTP plumbing ------------------------------------------------------------
+# -- Deciding: what a new message gets ----------------------------------------
 
-class HTTPError(Exception):
-    """An expected client error: raised where it is found, answered in SmsResponder.__call__."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """What a new message gets: its outcome, the reply (None: no reply), the rule that matched,
+    the opt-out change to record (Keyword.OPT_OUT or OPT_IN), what the consent classes read in
+    it, and what a person in the loop adds."""
 
-    def __init__(self, status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
-                 **log_fields: object) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.log_fields = log_fields
+    outcome: Outcome
+    reply: str | None = None
+    rule: Rule | None = None
+    change: Keyword | None = None
+    consent: ConsentMatch | None = None  # an opt-out in other words, or maybe one (OPT_OUT_MATCH=phrases)
+    deferred: bool = False              # REPLY_MODE=api: the worker runs the reply function
+    relayed_to: str | None = None       # an owner's relay: the customer the reply goes to
+    forwarded_to: tuple[str, ...] = ()  # the owners the message is forwarded to
+    forward_text: str | None = None
 
-    def response(self) -> Response:
-        """The answer: the reason as short plain text."""
-        return Response(self.status, f"{self.reason}\n".encode(), TEXT_CONTENT_TYPE, self.headers,
-                        {"outcome": Outcome.REJECTED.value, "status": self.status.value, "reason": self.reason,
-                         **self.log_fields})
-
-
-class ApiError(HTTPError):
-    """An error of the API (/api/...): answered as JSON, {"error": reason, ...details}."""
-
-    def __init__(self, http_status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = (),
-                 **details: object) -> None:
-        super().__init__(http_status, reason, headers)
-        self.document = {"error": reason, **details}
-
-    def response(self) -> Response:
-        return json_response(self.status, self.document, self.headers)
+    def sms(self, sender: str) -> list[Outbound]:
+        """The SMS this decision sends, in order: the reply (to the sender, or a relay's customer), the forwards."""
+        sent = [Outbound("reply", self.relayed_to or sender, self.reply)] if self.reply or self.deferred else []
+        return sent + [Outbound("forward", owner, self.forward_text) for owner in self.forwarded_to]
 
 
-@dataclasses.dataclass(slots=True)
-class Response:
-    """What a handler decided to answer; SmsResponder.__call__ encodes it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outbound:
+    """One SMS from the number that received a message: its kind ("reply" or "forward"), recipient, text."""
 
-    status: HTTPStatus
-    body: bytes
-    content_type: str
-    headers: tuple[tuple[str, str], ...] = ()
-    log_fields: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    kind: str
+    dst: str
+    text: str | None  # None: a deferred reply, for the worker's reply function
 
 
-STATUS_LINES = {status: f"{status.value} {status.phrase}" for status in HTTPStatus}
-
-
-def json_response(status: HTTPStatus, document: Mapping[str, object],
-                  headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    """A JSON answer (the health check, the API)."""
-    return Response(status, json.dumps(document, ensure_ascii=False).encode(), JSON_CONTENT_TYPE, headers)
-
-
-_PLAIN_NUMBER = re.compile("[0-9]+")
-
-
-def declared_length(environ: WSGIEnvironment, error: type[HTTPError] = HTTPError) -> int | None:
-    """The request's Content-Length (None: it has none), or 400 unless it is a plain decimal number.
-
-    RFC 9110 8.6 allows digits only. int() would also take -1, +5, 5_0 and other scripts' digits, and
-    a length of -1 passed every size check, then made a read wait for the client to close."""
-    header = environ.get("CONTENT_LENGTH", "").strip(" \t")
-    if not header:
-        return None
-    if not _PLAIN_NUMBER.fullmatch(header):
-        raise error(HTTPStatus.BAD_REQUEST, "invalid Content-Length: not a plain decimal number")
-    return int(header)
-
-
-def read_body(environ: WSGIEnvironment, max_bytes: int, expected_type: str = FORM_CONTENT_TYPE,
-              error: type[HTTPError] = HTTPError) -> bytes:
-    """The request body, after the size (413) and content-type (415) checks of step 1."""
-    length = declared_length(environ, error)
-    if length is not None and length > max_bytes:
-        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
-    media_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if media_type != expected_type:
-        raise error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"expected {expected_type}")
-    if length is None:
-        if environ.get("wsgi.input_terminated"):  # the host de-chunked the body: read to its end
-            length = max_bytes + 1
-        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            raise error(HTTPStatus.LENGTH_REQUIRED, "this server needs a Content-Length")
-        else:
-            return b""  # no length and no chunks: an empty body (RFC 9112, section 6.3)
-    try:
-        body = environ["wsgi.input"].read(min(length, max_bytes + 1))
-    except OSError:  # the client timed out or went away mid-body
-        raise error(HTTPStatus.BAD_REQUEST, "incomplete body") from None
-    if len(body) > max_bytes:
-        raise error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_bytes} bytes")
-    return body
-
-
-_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
-
-
-@functools.lru_cache(maxsize=64)  # a service sees a few hosts again and again; bounded: the client chooses them
-def is_host(value: str) -> bool:
-    """Is this a host name or address with an optional port, as a URL holds it ([::1]:3000 too)?"""
-    match = _HOST.fullmatch(value)
-    if match is None or (match["port"] and int(match["port"]) > 65535):
-        return False
-    try:
-        return not match["ipv6"] or bool(ipaddress.IPv6Address(match["ipv6"]))
-    except ValueError:
-        return False
-
-
-#: The headers a webhook's URL may be made of (see webhook_url): each value, or each of a list's values.
-URL_HEADERS = (("Host", "HTTP_HOST", is_host), ("X-Forwarded-Host", "HTTP_X_FORWARDED_HOST", is_host),
-               ("X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO", _SCHEME.fullmatch))
-
-
-def check_url_headers(environ: WSGIEnvironment) -> None:
-    """403 naming the header if Host, X-Forwarded-Host or X-Forwarded-Proto could not be part of a URL.
-
-    No signature can match such a request, and turning the header into a URL made urlsplit raise
-    (Host: [ was a 500 that counted as a failed webhook). Refused here, before any URL is made."""
-    for name, key, is_valid in URL_HEADERS:
-        value = environ.get(key)
-        if value and not all(is_valid(part.strip()) for part in value.split(",") if part.strip()):
-            raise HTTPError(HTTPStatus.FORBIDDEN, f"invalid {name} header", header=name, value=value[:100])
-
-
-def parse_form(body: bytes) -> dict[str, list[str]] | None:
-    """The form fields of a UTF-8 form body, blank values kept (Plivo signs them); None if not UTF-8.
-
-    The same as urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
-    (a property test holds them equal), but a field with neither '+' nor '%' is taken as it is.
-    """
-    try:
-        fields: dict[str, list[str]] = {}
-        for pair in body.decode("utf-8").split("&"):
-            if not pair:
-                continue
-            name, _, value = pair.partition("=")
-            if "+" in name or "%" in name:
-                name = urllib.parse.unquote_plus(name, errors="strict")
-            if "+" in value or "%" in value:
-                value = urllib.parse.unquote_plus(value, errors="strict")
-            if name in fields:
-                fields[name].append(value)
-            else:
-                fields[name] = [value]
-        return fields
-    except UnicodeDecodeError:
-        return None
-
-
-def parse_inbound(form: Mapping[str, list[str]], our_numbers: frozenset[str]) -> InboundMessage:
-    """The inbound message in a webhook form, or 400 naming the missing or invalid field (step 4)."""
-    def field(name: str) -> str | None:
-        values = form.get(name)
-        if values is not None and len(values) > 1:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"field {name} given more than once")
-        return values[0] if values else None
-
-    for name in ("From", "To", "MessageUUID"):
-        value = field(name)
-        if not value:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing field {name}")
-        if len(value) > 128 or not value.isprintable():
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"invalid field {name}")
-    message_type = (field("Type") or "sms").lower()
-    text = field("Text") if message_type == "sms" else field("Body")
-    if text is None and message_type == "sms":
-        raise HTTPError(HTTPStatus.BAD_REQUEST, "missing field Text")
-    message = InboundMessage(
-        message_uuid=field("MessageUUID"), sender=field("From"), recipient=field("To"),
-        text=text or "", type=message_type, media_urls=media_urls(form),
-        intent=(field("MessageIntent") or "").lower())
-    if number_key(message.recipient) not in our_numbers:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, "To is not one of PLIVO_NUMBER",
-                        message_uuid=message.message_uuid, sender=mask_number(message.sender))
-    return message
-
-
-def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
-    """MMS media URLs from Media0, Media1, ... in index order (Plivo's docs disagree on the first index)."""
-    indexed = sorted((int(match[1]), values[0]) for name, values in form.items()
-                     if name.startswith("Media") and (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
-    return tuple(url for _, url in indexed)
-
-
-def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
-    """The delivery report in a status callback form, or 400 naming the missing field."""
-    fields = {name: (form.get(name) or [""])[0] for name in ("MessageUUID", "Status", "ErrorCode")}
-    for name in ("MessageUUID", "Status"):
-        if not fields[name] or len(fields[name]) > 128 or not fields[name].isprintable():
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing or invalid field {name}")
-    return DeliveryReport(fields["MessageUUID"], fields["Status"].lower(), fields["ErrorCode"][:64])
-
-
-# -- Application --------------------------------------------------------------
-
+DUPLICATE = Decision(Outcome.DUPLICATE)
+#: What Plivo's MessageIntent asks us to record (Plivo has answered the keyword itself).
+INTENT_CHANGES = {"optout": Keyword.OPT_OUT, "optin": Keyword.OPT_IN, "help": None}
 ReplyFunction = Callable[[InboundMessage], "str | None"]
-#: Every answer: a browser takes a body for what its Content-Type says, never for what it looks like.
-NOSNIFF = ("X-Content-Type-Options", "nosniff")
-#: Answers under PRIVATE_PREFIXES: kept by no cache; and behind https (PUBLIC_URL), HTTPS-only for a year.
-PRIVATE_HEADERS = (("Cache-Control", "no-store"),)
-HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
 
 
-class SmsResponder:
-    """The WSGI application: the health check, Plivo's messaging and status webhooks, and the routes
-    of the sections that serve people (the outbound API, the team inbox)."""
+class Decider:
+    """What a new message gets (steps 7-9, consent, the rules, a person in the loop), decided from what
+    the database says of it (`state`, read with the message) and from stored messages (`history`):
+    never written. The webhook decides in the message's transaction, `try` in a read-only view."""
 
-    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore, reply: ReplyFunction,
-                 rules: RulesFile, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, reply: ReplyFunction) -> None:
         self.settings = settings
-        self.store = store
         self.reply = reply
-        self.rules = rules
-        self.metrics = metrics
         self.people = PersonInTheLoop(settings)
-        self.token = settings.plivo_auth_token.encode("utf-8")
         self.our_numbers = frozenset(settings.plivo_number)
-        self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
-                                 if headers.version in settings.signature_versions]
-        self.private_headers = PRIVATE_HEADERS + (HSTS_HEADERS if settings.public_url.startswith("https://") else ())
-        self.routes: dict[str, dict[str, Callable[[WSGIEnvironment], Response]]] = {
-            HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
-            WEBHOOK_PATH: {"POST": self.handle_messaging},
-            STATUS_PATH: {"POST": self.handle_status},
-            **OutboundApi(settings, store).routes(),
-            **Inbox(settings, store).routes(),
-            **({METRICS_PATH: {"GET": metrics.handle}} if metrics else {}),
-        }
-        # A route whose path ends in "/" serves every path below it (/api/messages/ID).
-        self.prefixes = [(path, methods) for path, methods in self.routes.items() if path.endswith("/")]
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        path = environ.get("PATH_INFO", "")
-        try:
-            response = self.dispatch(path, environ)
-        except HTTPError as error:
-            response = error.response()
-        except StoreUnavailable as error:
-            log.error("database unavailable: %s", error)
-            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"database unavailable\n", TEXT_CONTENT_TYPE,
-                                log_fields={"outcome": Outcome.FAILED.value})
-        except Exception:
-            # The transaction has rolled back, so Plivo's retry of this message is processed afresh.
-            log.exception("unexpected failure handling %s", path)
-            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", TEXT_CONTENT_TYPE,
-                                log_fields={"outcome": Outcome.FAILED.value})
-        if path in (WEBHOOK_PATH, STATUS_PATH):
-            self.log_webhook(response, started)
-        elif path.startswith(API_PREFIX):
-            log_api_request(environ, response, started)
-            if self.metrics:
-                self.metrics.api_requests.labels(str(response.status.value)).inc()
-        headers = [("Content-Length", str(len(response.body))), *response.headers, NOSNIFF]
-        if path.startswith(PRIVATE_PREFIXES):
-            headers += self.private_headers
-        if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
-            headers.insert(0, ("Content-Type", response.content_type))
-        start_response(STATUS_LINES[response.status], headers)
-        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
-
-    def close(self) -> None:
-        """Stop watching the rules file and close the database's idle connections."""
-        self.rules.stop()
-        self.store.close()
-
-    def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
-        """Find the handler for the path and method: 404 and 405 (with Allow) otherwise."""
-        methods = self.routes.get(path) or next(
-            (methods for prefix, methods in self.prefixes if path.startswith(prefix) and path != prefix), None)
-        error = ApiError if path.startswith(API_PREFIX) else HTTPError
-        declared_length(environ, error)  # a length that is not a number: 400 before any handler reads a byte
-        if methods is None:
-            raise error(HTTPStatus.NOT_FOUND, "not found")
-        handler = methods.get(environ["REQUEST_METHOD"])
-        if handler is None:
-            raise error(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", ", ".join(methods)),))
-        return handler(environ)
-
-    def handle_health(self, environ: WSGIEnvironment) -> Response:
-        """200 when the database takes writes, 503 when it does not."""
-        try:
-            self.store.ping()
-        except StoreUnavailable as error:
-            log.warning("health check failed: %s", error)
-            return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "error", "error": "database unavailable"})
-        return json_response(HTTPStatus.OK, {"status": "ok"})
-
-    def handle_messaging(self, environ: WSGIEnvironment) -> Response:
-        """The contract's webhook steps, in order; 4xx come back as HTTPError."""
-        form, v2_nonce = self.signed_form(environ)                                  # 1-3
-        message = parse_inbound(form, self.our_numbers)                             # 4
-        log.debug("text of %s: %r", message.message_uuid, message.text)
-        now = time.time()
-        try:
-            decision = self.store.run(lambda tx: self.record(tx, message, now, v2_nonce))  # 5-9
-        except NonceReused:
-            raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
-                            message_uuid=message.message_uuid) from None
-        return self.xml_answer(message, decision)
-
-    def record(self, tx: Transaction, message: InboundMessage, now: float, v2_nonce: str | None) -> Decision:
-        """Steps 5-9 in the message's transaction: one read, the decision, one write and its effects."""
-        rules = self.rules.current()
-        state = tx.message_state(message, now - self.settings.reply_window, v2_nonce, rules.previous_since(now))
-        if state.duplicate:                                                         # 5
-            return DUPLICATE
-        if state.nonce_used:
-            raise NonceReused(v2_nonce)
-        api = self.settings.reply_mode == "api"
-        decision = self.decide(tx, message, now, rules, state, defer_reply=api)    # 7-9, rules
-        queued = decision.sms(message.sender) if api else []  # the worker sends them; the answer stays empty
-        follow_up = decision.change is not None or bool(queued)
-        if not tx.add_message(message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
-            return DUPLICATE
-        if decision.change is Keyword.OPT_OUT:
-            if tx.opt_out(message.sender, message.recipient, now):
-                cancel_for_opt_out(tx, [(message.sender, message.recipient)])
-        elif decision.change is Keyword.OPT_IN:
-            tx.opt_in(message.sender, message.recipient)
-        for sms in queued:
-            queue_sms(tx, message, sms, now)
-        return decision
-
-    def handle_status(self, environ: WSGIEnvironment) -> Response:
-        """A delivery report for a reply sent through the API: stored once, its outbox row moved forward."""
-        form, v2_nonce = self.signed_form(environ)
-        report = parse_report(form)
-        try:
-            self.store.run(lambda tx: add_delivery_report(tx, report, time.time(), v2_nonce))
-        except NonceReused:
-            raise HTTPError(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another report",
-                            message_uuid=report.plivo_message_uuid) from None
-        return Response(HTTPStatus.OK, b"", TEXT_CONTENT_TYPE, log_fields={
-            "outcome": Outcome.REPORTED.value, "message_uuid": report.plivo_message_uuid, "status": report.status})
-
-    def signed_form(self, environ: WSGIEnvironment) -> tuple[dict[str, list[str]], str | None]:
-        """Steps 1-3 of both webhooks: size and type limits, signature, form. Also the V2 nonce to bind."""
-        body = read_body(environ, self.settings.max_body_bytes)                    # 1
-        form = parse_form(body)
-        v2_nonce = self.verify_signature(environ, form)                             # 2
-        if form is None:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not UTF-8 form data")  # 3
-        return form, v2_nonce
-
-    def verify_signature(self, environ: WSGIEnvironment, form: Mapping[str, list[str]] | None) -> str | None:
-        """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
-        if not self.settings.validate_signature:
-            return None
-        check_url_headers(environ)  # with PUBLIC_URL too: no proxy that works sends a malformed Host
-        url = webhook_url(environ, self.settings.public_url)
-        for headers in self.signature_checks:
-            if signature_is_valid(headers, environ, url, form, self.token):
-                break
-        else:
-            uuid_field = (form or {}).get("MessageUUID", [""])[0]
-            raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
-        if V2_HEADERS not in self.signature_checks:
-            return None
-        # A V2 signature does not cover the body: bind its nonce to this message even when V3 matched,
-        # or its V2 headers could be replayed with another MessageUUID and another text.
-        return environ.get(V2_HEADERS.nonce) or None
 
     def decide(self, history: Transaction, message: InboundMessage, now: float, rules: Rules,
                state: MessageState, *, defer_reply: bool = False) -> Decision:
@@ -3211,6 +2840,180 @@ class SmsResponder:
         return Decision(outcome, clean_reply(text), change=None if family is Keyword.HELP else family,
                         consent=consent)
 
+
+# -- Application: the WSGI app, the webhooks' steps in order ------------------
+
+#: Every answer: a browser takes a body for what its Content-Type says, never for what it looks like.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+#: Answers under PRIVATE_PREFIXES: kept by no cache; and behind https (PUBLIC_URL), HTTPS-only for a year.
+PRIVATE_HEADERS = (("Cache-Control", "no-store"),)
+HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
+Routes = dict[str, dict[str, Callable[[WSGIEnvironment], Response]]]  # path -> method -> handler
+
+
+class SmsResponder:
+    """The WSGI application: the health check and Plivo's two webhooks, and the routes the surfaces
+    beside the core add (the API, the inbox, metrics: see Surfaces).
+
+    `metrics` is None, or the metrics surface's counters: the core calls webhook(outcome, seconds),
+    sent(status), rules_reloaded(result) and api_request(status) on them.
+    """
+
+    def __init__(self, settings: Settings, store: Store, reply: ReplyFunction, rules: RulesFile) -> None:
+        self.settings = settings
+        self.store = store
+        self.rules = rules
+        self.decider = Decider(settings, reply)
+        self.metrics: Any = None
+        self.token = settings.plivo_auth_token.encode("utf-8")
+        self.our_numbers = frozenset(settings.plivo_number)
+        self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
+                                 if headers.version in settings.signature_versions]
+        self.private_headers = PRIVATE_HEADERS + (HSTS_HEADERS if settings.public_url.startswith("https://") else ())
+        self.routes: Routes = {}
+        self.prefixes: list[tuple[str, dict]] = []
+        self.add_routes({HEALTH_PATH: {"GET": self.handle_health, "HEAD": self.handle_health},
+                         WEBHOOK_PATH: {"POST": self.handle_messaging},
+                         STATUS_PATH: {"POST": self.handle_status}})
+
+    @property
+    def reply(self) -> ReplyFunction:
+        """The reply function (create_app's reply=): the decider runs it, or the outbox worker in REPLY_MODE=api."""
+        return self.decider.reply
+
+    @reply.setter
+    def reply(self, reply: ReplyFunction) -> None:
+        self.decider.reply = reply
+
+    def add_routes(self, routes: Routes) -> None:
+        """Serve these routes too; a path that ends in "/" serves every path below it (/api/messages/ID)."""
+        self.routes.update(routes)
+        self.prefixes = [(path, methods) for path, methods in self.routes.items() if path.endswith("/")]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "")
+        try:
+            response = self.dispatch(path, environ)
+        except HTTPError as error:
+            response = error.response()
+        except StoreUnavailable as error:
+            log.error("database unavailable: %s", error)
+            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"database unavailable\n", TEXT_CONTENT_TYPE,
+                                log_fields={"outcome": Outcome.FAILED.value})
+        except Exception:
+            # The transaction has rolled back, so Plivo's retry of this message is processed afresh.
+            log.exception("unexpected failure handling %s", path)
+            response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", TEXT_CONTENT_TYPE,
+                                log_fields={"outcome": Outcome.FAILED.value})
+        if path in (WEBHOOK_PATH, STATUS_PATH):
+            self.log_webhook(response, started)
+        elif path.startswith(API_PREFIX):
+            log_api_request(environ, response, started)
+            if self.metrics:
+                self.metrics.api_request(response.status.value)
+        headers = [("Content-Length", str(len(response.body))), *response.headers, NOSNIFF]
+        if path.startswith(PRIVATE_PREFIXES):
+            headers += self.private_headers
+        if response.status != HTTPStatus.NO_CONTENT:  # RFC 9110 15.3.5: a 204 has no content, nor a type
+            headers.insert(0, ("Content-Type", response.content_type))
+        start_response(STATUS_LINES[response.status], headers)
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
+
+    def close(self) -> None:
+        """Stop watching the rules file and close the database's idle connections."""
+        self.rules.stop()
+        self.store.close()
+
+    def dispatch(self, path: str, environ: WSGIEnvironment) -> Response:
+        """Find the handler for the path and method: 404 and 405 (with Allow) otherwise."""
+        methods = self.routes.get(path) or next(
+            (methods for prefix, methods in self.prefixes if path.startswith(prefix) and path != prefix), None)
+        error = ApiError if path.startswith(API_PREFIX) else HTTPError
+        declared_length(environ, error)  # a length that is not a number: 400 before any handler reads a byte
+        if methods is None:
+            raise error(HTTPStatus.NOT_FOUND, "not found")
+        handler = methods.get(environ["REQUEST_METHOD"])
+        if handler is None:
+            raise error(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", ", ".join(methods)),))
+        return handler(environ)
+
+    def handle_health(self, environ: WSGIEnvironment) -> Response:
+        """200 when the database takes writes, 503 when it does not."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as error:
+            log.warning("health check failed: %s", error)
+            return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "error", "error": "database unavailable"})
+        return json_response(HTTPStatus.OK, {"status": "ok"})
+
+    def handle_messaging(self, environ: WSGIEnvironment) -> Response:
+        """The webhook's steps, in order (README: What the webhook does); 4xx come back as HTTPError."""
+        form, v2_nonce = self.signed_form(environ)                                  # 1-3
+        message = parse_inbound(form, self.our_numbers)                             # 4
+        log.debug("text of %s: %r", message.message_uuid, message.text)
+        now = time.time()
+        decision = self.store.run(lambda tx: self.record(tx, message, now, v2_nonce))  # 5-9
+        return self.xml_answer(message, decision)
+
+    def record(self, tx: Transaction, message: InboundMessage, now: float, v2_nonce: str | None) -> Decision:
+        """Steps 5-9 in the message's transaction: one read, the decision, one write and its effects."""
+        rules = self.rules.current()
+        state = message_state(tx, message, now - self.settings.reply_window, v2_nonce, rules.previous_since(now))
+        if state.duplicate:                                                         # 5
+            return DUPLICATE
+        if state.nonce_used:
+            raise NonceReused(message.message_uuid)
+        api = self.settings.reply_mode == "api"
+        decision = self.decider.decide(tx, message, now, rules, state, defer_reply=api)  # 7-9, rules
+        queued = decision.sms(message.sender) if api else []  # the worker sends them; the answer stays empty
+        follow_up = decision.change is not None or bool(queued)
+        if not add_message(tx, message, now, v2_nonce, decision, last=not follow_up):  # 5, 6
+            return DUPLICATE
+        if decision.change is Keyword.OPT_OUT:
+            if tx.opt_out(message.sender, message.recipient, now):
+                cancel_for_opt_out(tx, [(message.sender, message.recipient)])
+        elif decision.change is Keyword.OPT_IN:
+            tx.opt_in(message.sender, message.recipient)
+        for sms in queued:
+            queue_sms(tx, message, sms, now)
+        return decision
+
+    def handle_status(self, environ: WSGIEnvironment) -> Response:
+        """A delivery report for a reply sent through the API: stored once, its outbox row moved forward."""
+        form, v2_nonce = self.signed_form(environ)
+        report = parse_report(form)
+        self.store.run(lambda tx: add_delivery_report(tx, report, time.time(), v2_nonce))
+        return Response(HTTPStatus.OK, b"", TEXT_CONTENT_TYPE, log_fields={
+            "outcome": Outcome.REPORTED.value, "message_uuid": report.plivo_message_uuid, "status": report.status})
+
+    def signed_form(self, environ: WSGIEnvironment) -> tuple[dict[str, list[str]], str | None]:
+        """Steps 1-3 of both webhooks: size and type limits, signature, form. Also the V2 nonce to bind."""
+        body = read_body(environ, self.settings.max_body_bytes)                    # 1
+        form = parse_form(body)
+        v2_nonce = self.verify_signature(environ, form)                             # 2
+        if form is None:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not UTF-8 form data")  # 3
+        return form, v2_nonce
+
+    def verify_signature(self, environ: WSGIEnvironment, form: Mapping[str, list[str]] | None) -> str | None:
+        """Step 2: 403 unless an accepted signature version matches. Returns the V2 nonce to bind, if any."""
+        if not self.settings.validate_signature:
+            return None
+        check_url_headers(environ)  # with PUBLIC_URL too: no proxy that works sends a malformed Host
+        url = webhook_url(environ, self.settings.public_url)
+        for headers in self.signature_checks:
+            if signature_is_valid(headers, environ, url, form, self.token):
+                break
+        else:
+            uuid_field = (form or {}).get("MessageUUID", [""])[0]
+            raise HTTPError(HTTPStatus.FORBIDDEN, "invalid signature", url=url, message_uuid=uuid_field)
+        if V2_HEADERS not in self.signature_checks:
+            return None
+        # A V2 signature does not cover the body: bind its nonce to this message even when V3 matched,
+        # or its V2 headers could be replayed with another MessageUUID and another text.
+        return environ.get(V2_HEADERS.nonce) or None
+
     def xml_answer(self, message: InboundMessage, decision: Decision) -> Response:
         """200 with Plivo XML sending, from our number, the reply and the forwards; or an empty Response.
 
@@ -3242,6 +3045,84 @@ class SmsResponder:
         log.log(level, "webhook", extra={"fields": fields})
 
 
+class NonceReused(HTTPError):
+    """A V2 signature nonce arrived again with another MessageUUID: a replayed signature (403). Raised
+    inside the transaction, which is then rolled back."""
+
+    def __init__(self, message_uuid: str) -> None:
+        super().__init__(HTTPStatus.FORBIDDEN, "V2 signature nonce already used for another message",
+                         message_uuid=message_uuid)
+
+
+# The one read a new message is decided from. Outcomes are written out, so that the index
+# messages_by_sender (sender, outcome, time) seeks straight to the limited replies (automatic replies,
+# HELP answers, consent questions), and (rules with `after`) to each outcome a customer's message can
+# have, within the rules' longest `within`, however much the sender has sent before.
+STATE_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE message_uuid = ?),"
+    " EXISTS (SELECT 1 FROM messages WHERE v2_nonce = ? AND v2_nonce IS NOT NULL),"
+    " EXISTS (SELECT 1 FROM opt_outs WHERE number_key = ? AND to_key = ?),"
+    " (SELECT count(*) FROM messages WHERE from_number = ? AND outcome IN ('replied', 'helped', 'consent_check')"
+    " AND received_at >= ?)")
+STATE_AND_PREVIOUS_SQL = (
+    STATE_SQL + ", previous.rule, previous.received_at FROM (SELECT 1) AS one LEFT JOIN (SELECT rule, received_at"
+    " FROM messages WHERE from_number = ? AND outcome IN ('replied', 'no_reply', 'helped', 'started', 'stopped',"
+    " 'opted_out', 'rate_limited', 'plivo_keyword', 'consent_check') AND received_at >= ? AND to_number IN (?, ?)"
+    " ORDER BY received_at DESC LIMIT 1) AS previous ON TRUE")
+
+
+def message_state(tx: Transaction, message: InboundMessage, since: float, v2_nonce: str | None,
+                  previous_since: float | None = None) -> MessageState:
+    """All a new message's decision reads, in one statement: is it stored already, is its V2 nonce bound
+    to another message, has its sender opted out of this number, how many limited replies (REPLY_LIMIT)
+    has the sender had since `since`; and, with `previous_since` (the rules have `after`), the rule and
+    time of the sender's most recent earlier message to this number since then.
+
+    On PostgreSQL one transaction per sender runs at a time (tx.lock), so that what the read finds is
+    still true at the commit (two copies of a message, the reply limit, opt-outs)."""
+    params = (message.message_uuid, v2_nonce, number_key(message.sender), number_key(message.recipient),
+              message.sender, tx.timestamp(since))
+    if previous_since is not None:
+        params += (message.sender, tx.timestamp(previous_since), *number_forms(message.recipient))
+    with tx.batch():
+        tx.lock(number_key(message.sender))
+        cursor = tx.execute(STATE_SQL if previous_since is None else STATE_AND_PREVIOUS_SQL, params)
+    return MessageState(*cursor.fetchone())
+
+
+def add_message(tx: Transaction, message: InboundMessage, received_at: float, v2_nonce: str | None,
+                decision: Decision, *, last: bool = False) -> bool:
+    """Store a new message with what was decided for it, in one statement; False if its MessageUUID is
+    stored already (the database, not the read before, has the last word on duplicates). `last`: nothing
+    more is written in this transaction, so PostgreSQL commits in the same round trip."""
+    try:
+        with tx.batch():
+            cursor = tx.execute(
+                "INSERT INTO messages (message_uuid, from_number, to_number, text, type, media_urls, received_at,"
+                " v2_nonce, outcome, reply, rule, forwarded_to, relayed_to)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_uuid) DO NOTHING",
+                (message.message_uuid, message.sender, message.recipient, message.text, message.type,
+                 json.dumps(message.media_urls) if message.media_urls else "[]", tx.timestamp(received_at),
+                 v2_nonce, decision.outcome.value, decision.reply, decision.rule and decision.rule.name,
+                 ",".join(decision.forwarded_to) or None, decision.relayed_to))
+            if last:
+                tx.commit_early()
+    except tx.unique_violation as error:
+        if v2_nonce is None:
+            raise
+        raise NonceReused(message.message_uuid) from error
+    return cursor.rowcount == 1
+
+
+def log_api_request(environ: WSGIEnvironment, response: Response, started: float) -> None:
+    """The one INFO line per API request: method, path, status, token name, recipient's last four digits."""
+    fields = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
+              "status": response.status.value, "token": environ.get("sms_responder.token"),
+              "recipient": environ.get("sms_responder.recipient") and mask_number(environ["sms_responder.recipient"]),
+              "ms": round((time.perf_counter() - started) * 1000, 2)}
+    log.info("api", extra={"fields": {name: value for name, value in fields.items() if value not in ("", None)}})
+
+
 def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction | None = None,
                **overrides: object) -> SmsResponder:
     """Build the WSGI app from `config` (default: the environment and .env) and keyword overrides.
@@ -3250,6 +3131,27 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
     reply_limit=5); they are validated like environment values. `reply` takes the stored
     InboundMessage and returns the reply text or None; the default fills in REPLY_TEXT.
     """
+    settings = settings_with(config, overrides)
+    phrases = settings.opt_out_match == "phrases"
+    rules = RulesFile(settings.rules_file, settings.plivo_number,
+                      load_rules(settings.rules_file, settings.plivo_number, phrases=phrases), phrases=phrases)
+    app = SmsResponder(settings, open_store(settings), reply or default_reply(settings), rules)
+    absent = attach_surfaces(app)  # before anything is logged: a surface's setting may stop start-up
+    rules.metrics = app.metrics
+    configure_logging(settings.log_level, settings.log_format)
+    warn_about_settings(settings)
+    if absent:
+        log.info("not installed: %s (the package %s is not beside this module): their routes answer 404",
+                 ", ".join(absent), SURFACES_PACKAGE)
+    if settings.rules_file:
+        log.info("reply rules loaded", extra={"fields": {
+            "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
+    rules.current()  # start watching the file now, so that an idle worker notices changes too
+    return app
+
+
+def settings_with(config: Mapping[str, str] | None, overrides: Mapping[str, object]) -> Settings:
+    """The settings of `config` (default: the environment and .env) with overrides by field name."""
     environ = dict(read_environment() if config is None else config)
     for name, value in overrides.items():
         if name not in {field.name for field in dataclasses.fields(Settings)}:
@@ -3259,10 +3161,11 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
         elif isinstance(value, (list, tuple, set, frozenset)):
             value = ",".join(map(str, value))
         environ[name.upper()] = str(value)
-    settings = Settings.from_env(environ)
-    store = open_store(settings)
-    metrics = Metrics(settings, store) if settings.metrics_token else None  # its folder may stop start-up: first
-    configure_logging(settings.log_level, settings.log_format)
+    return Settings.from_env(environ)
+
+
+def warn_about_settings(settings: Settings) -> None:
+    """One WARNING for each setting that is fine for a trial and wrong for production."""
     if settings.plivo_auth_token == PLACEHOLDER_AUTH_TOKEN:
         log.warning("PLIVO_AUTH_TOKEN is the placeholder from .env.example: real Plivo requests will get 403")
     if settings.validate_signature and not settings.public_url and "v2" in settings.signature_versions:
@@ -3272,16 +3175,6 @@ def create_app(config: Mapping[str, str] | None = None, *, reply: ReplyFunction 
                     " set PUBLIC_URL in production (see README: Deploy)")
     if not settings.validate_signature:
         log.warning("VALIDATE_SIGNATURE=false: anyone who finds the URL can post messages; local experiments only")
-    phrases = settings.opt_out_match == "phrases"
-    rules = RulesFile(settings.rules_file, settings.plivo_number,
-                      load_rules(settings.rules_file, settings.plivo_number, phrases=phrases), phrases=phrases)
-    if settings.rules_file:
-        log.info("reply rules loaded", extra={"fields": {
-            "rules": len(rules.rules.rules), "file": settings.rules_file, "pid": os.getpid()}})
-    rules.metrics = metrics
-    app = SmsResponder(settings, store, reply or default_reply(settings), rules, metrics)
-    rules.current()  # start watching the file now, so that an idle worker notices changes too
-    return app
 
 
 def default_reply(settings: Settings) -> ReplyFunction:
@@ -3307,6 +3200,41 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
                     start_response("500 Internal Server Error", [("Content-Type", TEXT_CONTENT_TYPE)])
                     return [b"service misconfigured; see its log\n"]
     return _app(environ, start_response)
+
+
+# -- Surfaces: the package beside the core ------------------------------------
+#
+# What people and other systems use besides the webhook lives in a package beside this module, one
+# module per surface (its docstring is the package's map). The core knows them by name only: it
+# imports each when it builds the application or the command line, and asks it for its routes
+# (attach(app) -> routes; a surface may also give the app what the core calls back, as metrics
+# does) and its commands (add_commands(commands)). Copied alone, this module serves the webhook,
+# and the routes of the absent surfaces answer 404.
+
+SURFACES_PACKAGE = "sms_responder_surfaces"
+SURFACES = ("operating", "api", "inbox", "metrics")  # in this order their commands are listed
+
+
+@functools.cache
+def installed_surfaces() -> tuple[tuple[ModuleType, ...], tuple[str, ...]]:
+    """The surfaces' modules that are installed or beside this module, and the names of those that are not."""
+    found, absent = [], []
+    for name in SURFACES:
+        try:
+            found.append(importlib.import_module(f"{SURFACES_PACKAGE}.{name}"))
+        except ModuleNotFoundError as error:
+            if error.name not in (SURFACES_PACKAGE, f"{SURFACES_PACKAGE}.{name}"):
+                raise  # a library the surface needs is missing: an error, not an absent surface
+            absent.append(name)
+    return tuple(found), tuple(absent)
+
+
+def attach_surfaces(app: SmsResponder) -> tuple[str, ...]:
+    """Add every installed surface's routes to the app; the names of the surfaces that are not installed."""
+    surfaces, absent = installed_surfaces()
+    for surface in surfaces:
+        app.add_routes(surface.attach(app))
+    return absent
 
 
 # -- Outbox: sending through the Plivo REST API -------------------------------
@@ -3344,9 +3272,14 @@ class DeliveryReport:
     error_code: str
 
 
-# The outbox's statements. The webhook queues (queue_sms, in the message's transaction) and stores
-# delivery reports; the worker claims, prepares and finishes, each step a short transaction of its own.
-# Outbound messages (the business speaks first) are queued by their own section and sent the same way.
+def parse_report(form: Mapping[str, list[str]]) -> DeliveryReport:
+    """The delivery report in a status callback form, or 400 naming the missing field."""
+    fields = {name: (form.get(name) or [""])[0] for name in ("MessageUUID", "Status", "ErrorCode")}
+    for name in ("MessageUUID", "Status"):
+        if not fields[name] or len(fields[name]) > 128 or not fields[name].isprintable():
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing or invalid field {name}")
+    return DeliveryReport(fields["MessageUUID"], fields["Status"].lower(), fields["ErrorCode"][:64])
+
 
 def queue_sms(tx: Transaction, message: InboundMessage, sms: Outbound, now: float) -> None:
     """Queue one SMS of a message's answer; text None means the worker runs the reply function."""
@@ -3354,6 +3287,14 @@ def queue_sms(tx: Transaction, message: InboundMessage, sms: Outbound, now: floa
         "INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts, next_attempt_at, queued_at)"
         " VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?)",
         (message.message_uuid, sms.kind, message.recipient, sms.dst, sms.text, now, tx.timestamp(now)))
+
+
+def cancel_for_opt_out(tx: Transaction, opt_outs: Iterable[tuple[str, str]]) -> None:
+    """(number, our number) opt-outs cancel the outbound messages still waiting for them, at once."""
+    tx.execute_many(
+        "UPDATE outbox SET status = 'cancelled', error = 'opted out' WHERE kind = 'outbound' AND dst = ?"
+        " AND src = ? AND status IN ('scheduled', 'queued')",
+        [(number_key(number), number_key(recipient)) for number, recipient in opt_outs])
 
 
 def claim_due(tx: Transaction, now: float) -> OutboxRow | None:
@@ -3425,7 +3366,7 @@ def add_delivery_report(tx: Transaction, report: DeliveryReport, now: float, v2_
     except tx.unique_violation as error:
         if v2_nonce is None:
             raise
-        raise NonceReused(v2_nonce) from error
+        raise NonceReused(report.plivo_message_uuid) from error
     apply_report(tx, report)
 
 
@@ -3568,1474 +3509,17 @@ class OutboxWorker:
         with self.app.store.transaction() as tx:
             kept = finish_attempt(tx, row, status, **details)
         if self.app.metrics:  # a retry is a row queued again
-            self.app.metrics.sends.labels(("retried" if status == "queued" else status) if kept else "claim_lost").inc()
+            self.app.metrics.sent(("retried" if status == "queued" else status) if kept else "claim_lost")
         fields = {"outcome": status if kept else "claim_lost", "message_uuid": row.message_uuid, "kind": row.kind,
                   "recipient": mask_number(row.dst), "attempt": row.attempts, "error": details.get("error")}
         log.info("outbox", extra={"fields": {key: value for key, value in fields.items() if value is not None}})
         return True
 
 
-# -- Speaking first: outbound messages ----------------------------------------
+# -- Retention: purge ---------------------------------------------------------
 
-API_MESSAGES_PATH = "/api/messages"
-API_MESSAGE_PREFIX = API_MESSAGES_PATH + "/"   # /api/messages/ID
-OPENAPI_PATH = "/api/openapi.json"
-API_WINDOW = 3600.0            # seconds: API_LIMIT counts one token's messages in the last hour
-IDEMPOTENCY_WINDOW = 86400.0   # seconds an Idempotency-Key answers with its first answer
-MAX_IDEMPOTENCY_KEY = 200
-MAX_MEDIA_URLS = 10
-MAX_URL_LENGTH = 2048
-SCHEDULE_GRACE = 60.0          # seconds a send_at may lie in the past (clocks differ by a little)
-SCHEDULE_HORIZON = 30 * 86400.0
-LAST_USE_EVERY = 60.0          # seconds: a token's last use is written at most this often
-TOKEN_PREFIX = "smsr_"         # so that a leaked token is recognisable (secret scanners, logs)
-#: What a token may do, in the order `tokens list` shows them: send (POST /api/messages, and GET and
-#: DELETE of the messages it queued), read (GET of every message and conversation), verify (the
-#: verification routes).
-SCOPES = ("send", "read", "verify")
-DEFAULT_SCOPES = ("send",)     # a token for a system that sends reminders reads no one's conversations
-_TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
-OUTBOUND_FIELDS = frozenset({"to", "text", "from", "media_urls", "send_at"})
-
-
-class InvalidField(ValueError):
-    """A field of an outbound message that cannot be sent: 400 with its name, or exit 2 naming it."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-class OptedOut(Exception):
-    """The recipient has opted out of the number the message would come from: nothing is queued."""
-
-    def __init__(self, recipient: str, src: str) -> None:
-        super().__init__(f"+{recipient} has opted out of {src}")
-        self.recipient, self.src = recipient, src
-
-
-@dataclasses.dataclass(frozen=True)
-class OutboundRequest:
-    """A message the business asks to send, checked: numbers as digits, send_at as unix time."""
-
-    to: str
-    text: str
-    src: str
-    media_urls: tuple[str, ...] = ()
-    send_at: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class OutboundMessage:
-    """An outbound message as GET /api/messages/ID shows it (numbers and text are None once purged)."""
-
-    id: str
-    to: str | None
-    src: str | None
-    text: str | None
-    media_urls: tuple[str, ...]
-    status: str
-    error: str | None
-    created_at: datetime
-    send_at: datetime | None
-    sent_at: datetime | None
-    plivo_message_uuid: str | None
-    sent_by: str | None
-
-    def document(self) -> dict[str, object]:
-        """The JSON object of GET /api/messages/ID."""
-        segments, _ = segments_of(self.text or "")
-        return {"id": self.id, "to": self.to, "from": self.src, "text": self.text,
-                "media_urls": list(self.media_urls), "status": self.status, "error": self.error,
-                "created_at": _iso(self.created_at), "send_at": _iso(self.send_at), "sent_at": _iso(self.sent_at),
-                "plivo_message_uuid": self.plivo_message_uuid, "segments": segments, "sent_by": self.sent_by}
-
-    @property
-    def key(self) -> str:
-        return "out " + self.id
-
-    @property
-    def at(self) -> datetime:
-        return self.created_at
-
-    def as_json(self) -> str:
-        """A `messages --json` line."""
-        return json.dumps({"direction": "out", **self.document()}, ensure_ascii=False)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def outbound_request(document: object, settings: Settings, now: float) -> OutboundRequest:
-    """Check a requested message field by field; InvalidField names the first field that is wrong."""
-    if not isinstance(document, dict):
-        raise InvalidField("body", "expected a JSON object")
-    for key in document:
-        if key not in OUTBOUND_FIELDS:
-            raise InvalidField(key, "unknown field")
-    media = _media_urls(document.get("media_urls", []))
-    return OutboundRequest(
-        to=_recipient(document.get("to"), settings), text=_outbound_text(document.get("text"), bool(media)),
-        src=_our_number(document.get("from"), settings), media_urls=media,
-        send_at=_send_at(document.get("send_at"), now))
-
-
-def _recipient(value: object, settings: Settings) -> str:
-    if value is None:
-        raise InvalidField("to", "required")
-    if not isinstance(value, str):
-        raise InvalidField("to", "must be a string such as +14155550123")
-    try:
-        number = cli_number(value, "to")
-    except ValueError:
-        raise InvalidField("to", f"{value!r} is not a phone number of 3 to 20 digits") from None
-    if number in settings.plivo_number:
-        raise InvalidField("to", "is one of our own numbers")
-    return number
-
-
-def _outbound_text(value: object, has_media: bool) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidField("text", "must be a string")
-    if len(value) > MAX_REPLY_CHARS:
-        raise InvalidField("text", f"longer than {MAX_REPLY_CHARS} characters ({len(value)})")
-    if xml_safe(value) != value:  # control characters, lone surrogates: nothing a phone shows
-        raise InvalidField("text", "holds characters an SMS cannot carry")
-    if (not value or value.isspace()) and not has_media:
-        raise InvalidField("text", "required (unless media_urls has a URL)")
-    return value
-
-
-def _our_number(value: object, settings: Settings) -> str:
-    if value is None:
-        return settings.plivo_number[0]
-    if not isinstance(value, str) or number_key(value) not in settings.plivo_number:
-        raise InvalidField("from", "must be one of PLIVO_NUMBER")
-    return number_key(value)
-
-
-def _media_urls(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_MEDIA_URLS:
-        raise InvalidField("media_urls", f"must be a list of at most {MAX_MEDIA_URLS} https:// URLs")
-    for url in value:
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL_LENGTH else None
-        if parts is None or parts.scheme != "https" or not parts.hostname or not url.isprintable() or " " in url:
-            raise InvalidField("media_urls", f"{str(url)[:80]!r} is not an https:// URL")
-    return tuple(value)
-
-
-def _send_at(value: object, now: float) -> float | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidField("send_at", "must be an ISO 8601 time with an offset, e.g. 2026-12-24T09:00:00-05:00")
-    when = moment.timestamp()
-    if when < now - SCHEDULE_GRACE:
-        raise InvalidField("send_at", "is in the past")
-    if when > now + SCHEDULE_HORIZON:
-        raise InvalidField("send_at", "is more than 30 days ahead")
-    return when
-
-
-# The outbound messages' statements. A message is an outbox row of kind "outbound" (public_id is its
-# ID); it leaves through the outbox worker like a reply, and a STOP cancels it while it waits.
-
-_OUTBOUND_COLUMNS = ("public_id, dst, src, text, media_urls, status, error, queued_at, send_at, sent_at,"
-                     " plivo_message_uuid, sent_by")
-
-
-def queue_outbound(tx: Transaction, request: OutboundRequest, sent_by: str, sent_via: str,
-                   now: float) -> OutboundMessage:
-    """Queue (or schedule) one outbound message; OptedOut if its recipient has opted out of that number."""
-    if tx.opted_out_of([request.to], request.src):
-        raise OptedOut(request.to, request.src)
-    scheduled = request.send_at is not None and request.send_at > now
-    public_id = str(uuid.uuid4())
-    tx.execute(
-        "INSERT INTO outbox (public_id, kind, status, src, dst, text, media_urls, attempts, next_attempt_at,"
-        " queued_at, send_at, sent_by, sent_via) VALUES (?, 'outbound', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-        (public_id, "scheduled" if scheduled else "queued", request.src, request.to, request.text,
-         json.dumps(request.media_urls) if request.media_urls else None, request.send_at if scheduled else now,
-         tx.timestamp(now), None if request.send_at is None else tx.timestamp(request.send_at), sent_by, sent_via))
-    return OutboundMessage(
-        public_id, request.to, request.src, request.text, request.media_urls, "scheduled" if scheduled else "queued",
-        None, datetime.fromtimestamp(now, UTC), None if request.send_at is None else
-        datetime.fromtimestamp(request.send_at, UTC), None, None, sent_by)
-
-
-def outbound_message(history: Transaction, public_id: str, token: str | None = None) -> OutboundMessage | None:
-    """One outbound message by its ID; with `token`, only if that API token queued it."""
-    if token is None:
-        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
-    else:
-        row = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE public_id = ? AND sent_via = 'api'"
-                              " AND sent_by = ?", (public_id, token)).fetchone()
-    return None if row is None else _outbound(history, row)
-
-
-def cancel_outbound(tx: Transaction, public_id: str) -> str | None:
-    """Cancel a message still waiting (scheduled or queued); its status afterwards, None if there is none."""
-    cancelled = tx.execute("UPDATE outbox SET status = 'cancelled', error = 'cancelled by request'"
-                           " WHERE public_id = ? AND status IN ('scheduled', 'queued')", (public_id,)).rowcount
-    if cancelled:
-        return "cancelled"
-    row = tx.execute("SELECT status FROM outbox WHERE public_id = ?", (public_id,)).fetchone()
-    return row and row[0]
-
-
-def cancel_for_opt_out(tx: Transaction, opt_outs: Iterable[tuple[str, str]]) -> None:
-    """(number, our number) opt-outs cancel the outbound messages still waiting for them, at once."""
-    tx.execute_many(
-        "UPDATE outbox SET status = 'cancelled', error = 'opted out' WHERE kind = 'outbound' AND dst = ?"
-        " AND src = ? AND status IN ('scheduled', 'queued')",
-        [(number_key(number), number_key(recipient)) for number, recipient in opt_outs])
-
-
-def conversation_with(history: Transaction, number: str, since: float | None, limit: int) -> list[dict]:
-    """GET /api/messages?number=: the customer's messages to us and ours to them, newest first."""
-    since_text = history.timestamp(since or 0)
-    inbound = history.execute(
-        "SELECT message_uuid, from_number, to_number, text, media_urls, received_at, outcome, rule, reply"
-        " FROM messages WHERE from_number IN (?, ?) AND received_at >= ? ORDER BY received_at DESC LIMIT ?",
-        (*number_forms(number), since_text, limit)).fetchall()
-    outbound = history.execute(
-        f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE kind = 'outbound' AND dst = ? AND queued_at >= ?"
-        " ORDER BY queued_at DESC LIMIT ?", (number_key(number), since_text, limit)).fetchall()
-    items = [(history.moment(row[5]), {
-        "direction": "in", "message_uuid": row[0], "from": row[1], "to": row[2], "text": row[3],
-        "media_urls": json.loads(row[4] or "[]"), "received_at": _iso(history.moment(row[5])), "outcome": row[6],
-        "rule": row[7], "reply": row[8]}) for row in inbound]
-    items += [(message.created_at, {"direction": "out", **message.document()})
-              for message in (_outbound(history, row) for row in outbound)]
-    return [item for _, item in sorted(items, key=lambda pair: pair[0], reverse=True)[:limit]]
-
-
-def _outbound(history: Transaction, row: tuple) -> OutboundMessage:
-    moment = lambda value: None if value is None else history.moment(value)  # noqa: E731
-    return OutboundMessage(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])) if row[4] else (), row[5],
-                           row[6], history.moment(row[7]), moment(row[8]), moment(row[9]), row[10], row[11])
-
-
-def api_use(tx: Transaction, token: str, now: float) -> tuple[int, float | None]:
-    """How many messages this token queued in the last hour, and when the oldest of them was queued."""
-    count, oldest = tx.execute(
-        "SELECT count(*), min(queued_at) FROM outbox WHERE sent_via = 'api' AND sent_by = ? AND queued_at >= ?",
-        (token, tx.timestamp(now - API_WINDOW))).fetchone()
-    return count, None if oldest is None else tx.moment(oldest).timestamp()
-
-
-def first_answer(tx: Transaction, token: str, key: str, now: float) -> tuple[str, str, OutboundMessage] | None:
-    """(body digest, status first answered, the message) of an Idempotency-Key used within 24 h."""
-    row = tx.execute(
-        f"SELECT r.body_digest, r.status, {', '.join('o.' + c for c in _OUTBOUND_COLUMNS.split(', '))}"
-        " FROM api_requests r JOIN outbox o ON o.id = r.outbox_id WHERE r.token = ? AND r.key = ?"
-        " AND r.created_at >= ?", (token, key, tx.timestamp(now - IDEMPOTENCY_WINDOW))).fetchone()
-    return None if row is None else (row[0], row[1], _outbound(tx, row[2:]))
-
-
-def remember_answer(tx: Transaction, token: str, key: str, digest: str, message: OutboundMessage,
-                    now: float) -> None:
-    """Keep a key's first answer (replacing one older than 24 h)."""
-    tx.execute(
-        "INSERT INTO api_requests (token, key, body_digest, outbox_id, status, created_at)"
-        " SELECT ?, ?, ?, id, ?, ? FROM outbox WHERE public_id = ?"
-        " ON CONFLICT (token, key) DO UPDATE SET body_digest = excluded.body_digest,"
-        " outbox_id = excluded.outbox_id, status = excluded.status, created_at = excluded.created_at",
-        (token, key, digest, message.status, tx.timestamp(now), message.id))
-
-
-# API tokens: only a digest is stored. A token is 32 random bytes, so one SHA-256 is enough (a slow
-# hash protects guessable passwords, not random keys); it is looked up by digest on every request,
-# so a removed token is refused at once by every worker and host. Its scopes are stored with it, in
-# SCOPES order, comma-separated.
-
-@dataclasses.dataclass(frozen=True)
-class TokenHolder:
-    """Who presented a valid token: its name, and its scopes."""
-
-    name: str
-    scopes: frozenset[str]
-
-    def require(self, scope: str) -> None:
-        """403 naming the scope, unless this token has it."""
-        if scope not in self.scopes:
-            raise scope_missing(scope)
-
-
-def scope_missing(scope: str) -> ApiError:
-    """The 403 of a route outside a token's scopes: {"error": ..., "scope": the scope it needs}."""
-    return ApiError(HTTPStatus.FORBIDDEN, f"this token's scopes do not include {scope}", scope=scope)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def parse_scopes(raw: str) -> tuple[str, ...]:
-    """`send,read`: the scopes named, in SCOPES order; ValueError for an unknown one, or none."""
-    named = [part.strip() for part in raw.split(",")]
-    unknown = [part for part in named if part not in SCOPES]
-    if unknown or not named:
-        raise ValueError(f"{(unknown or [raw])[0]!r} is not a scope: send, read or verify, comma-separated")
-    return tuple(scope for scope in SCOPES if scope in named)
-
-
-def add_token(tx: Transaction, name: str, now: float, scopes: Iterable[str] = DEFAULT_SCOPES) -> str:
-    """Make a token called `name` with these scopes; the token itself, which is shown once and never stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    stored = ",".join(scope for scope in SCOPES if scope in set(scopes))
-    inserted = tx.execute("INSERT INTO api_tokens (name, digest, scopes, created_at) VALUES (?, ?, ?, ?)"
-                          " ON CONFLICT (name) DO NOTHING",
-                          (name, token_digest(token), stored, tx.timestamp(now))).rowcount
-    if not inserted:
-        raise ConfigError([f"a token named {name} exists already; `tokens remove {name}` first"])
-    return token
-
-
-def token_list(history: Transaction) -> list[tuple[str, str, datetime, datetime | None]]:
-    """(name, scopes, created, last used) of every token."""
-    return [(name, scopes, history.moment(created), last_used and history.moment(last_used))
-            for name, scopes, created, last_used in history.execute(
-                "SELECT name, scopes, created_at, last_used_at FROM api_tokens ORDER BY name").fetchall()]
-
-
-def remove_token(tx: Transaction, name: str) -> str | None:
-    """Revoke a token; the scopes it had, None if there is no such token."""
-    row = tx.execute("DELETE FROM api_tokens WHERE name = ? RETURNING scopes", (name,)).fetchone()
-    return row and row[0]
-
-
-def token_holder(tx: Transaction, token: str, now: float) -> TokenHolder | None:
-    """Who holds the token presented, or None; its last use is written at most once a minute."""
-    digest = token_digest(token)
-    row = tx.execute("SELECT name, digest, last_used_at, scopes FROM api_tokens WHERE digest = ?",
-                     (digest,)).fetchone()
-    if row is None or not hmac.compare_digest(row[1], digest):
-        return None
-    if row[2] is None or tx.moment(row[2]).timestamp() < now - LAST_USE_EVERY:
-        tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", (tx.timestamp(now), row[0]))
-    return TokenHolder(row[0], frozenset(row[3].split(",")))
-
-
-class OutboundApi:
-    """The routes under /api: a token holder's outbound messages, queued through the outbox.
-
-    Every route but the OpenAPI document needs `Authorization: Bearer TOKEN`, and the scope it
-    serves (SCOPES): send for POST, and for GET and DELETE of the messages this token queued; read
-    for GET of any message and of a conversation. Another token's message is not found (404) by a
-    token that may not read it, as an unknown ID, so that its existence is not revealed. A POST is
-    decided in one transaction, serialized per token (tx.lock): its Idempotency-Key's first
-    answer, the token's API_LIMIT, the recipient's opt-out, then the queued row and the key,
-    so that two copies racing on two workers or hosts queue one message.
-    """
-
-    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
-        self.settings = settings
-        self.store = store
-
-    def routes(self) -> dict[str, dict[str, Callable[[WSGIEnvironment], Response]]]:
-        return {API_MESSAGES_PATH: {"POST": self.create, "GET": self.conversation},
-                API_MESSAGE_PREFIX: {"GET": self.show, "DELETE": self.cancel},
-                OPENAPI_PATH: {"GET": self.openapi, "HEAD": self.openapi}}
-
-    def create(self, environ: WSGIEnvironment) -> Response:
-        """POST /api/messages: 202 with the queued (or scheduled) message, or the error the contract names."""
-        holder = self.authenticate(environ)
-        holder.require("send")
-        token = holder.name
-        if not self.settings.plivo_auth_id:
-            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "sending needs PLIVO_AUTH_ID")
-        document = parse_json(read_body(environ, self.settings.max_body_bytes, JSON_CONTENT_TYPE, ApiError))
-        key = environ.get("HTTP_IDEMPOTENCY_KEY")
-        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                           field="Idempotency-Key")
-        now = time.time()
-        try:
-            request = outbound_request(document, self.settings, now)
-        except InvalidField as problem:
-            raise ApiError(HTTPStatus.BAD_REQUEST, str(problem), field=problem.field) from None
-        environ["sms_responder.recipient"] = request.to
-        digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-        message = self.store.run(lambda tx: self.queue(tx, token, key, digest, request, now))
-        segments, encoding = segments_of(message.text or "")
-        return json_response(HTTPStatus.ACCEPTED, {
-            "id": message.id, "status": message.status, "to": message.to, "from": message.src,
-            "segments": segments, "encoding": encoding}, (("Location", API_MESSAGE_PREFIX + message.id),))
-
-    def queue(self, tx: Transaction, token: str, key: str | None, digest: str, request: OutboundRequest,
-              now: float) -> OutboundMessage:
-        tx.lock(f"api {token}")
-        if key:
-            first = first_answer(tx, token, key, now)
-            if first and first[0] != digest:
-                raise ApiError(HTTPStatus.CONFLICT, "idempotency key reused with another body")
-            if first:
-                return dataclasses.replace(first[2], status=first[1])  # the first answer, again
-        used, oldest = api_use(tx, token, now)
-        if used >= self.settings.api_limit:
-            wait = math.ceil(oldest + API_WINDOW - now) if oldest else int(API_WINDOW)
-            raise ApiError(HTTPStatus.TOO_MANY_REQUESTS, f"API_LIMIT: {self.settings.api_limit} messages an hour",
-                           (("Retry-After", str(max(1, wait))),))
-        try:
-            message = queue_outbound(tx, request, token, "api", now)
-        except OptedOut as refusal:
-            raise ApiError(HTTPStatus.CONFLICT, "opted_out", to=refusal.recipient) from None
-        if key:
-            remember_answer(tx, token, key, digest, message, now)
-        return message
-
-    def show(self, environ: WSGIEnvironment) -> Response:
-        """GET /api/messages/ID."""
-        message = self.message_in_path(environ, any_with_read=True)
-        return json_response(HTTPStatus.OK, message.document())
-
-    def cancel(self, environ: WSGIEnvironment) -> Response:
-        """DELETE /api/messages/ID: 204 once cancelled; 409 when it has left already."""
-        message = self.message_in_path(environ, any_with_read=False)
-        status = self.store.run(lambda tx: cancel_outbound(tx, message.id))
-        if status != "cancelled":
-            raise ApiError(HTTPStatus.CONFLICT, f"it is {status} already: too late to cancel", status=status)
-        return Response(HTTPStatus.NO_CONTENT, b"", JSON_CONTENT_TYPE)
-
-    def message_in_path(self, environ: WSGIEnvironment, any_with_read: bool) -> OutboundMessage:
-        """The message /api/messages/ID names, if the request's token may see it here: any message with the
-        read scope when `any_with_read` (GET), else only one this token queued (send). 403 naming the scope
-        when the token has neither; 404 when there is no such message for this token."""
-        holder = self.authenticate(environ)
-        if any_with_read and "read" in holder.scopes:
-            queued_by = None
-        elif "send" in holder.scopes:
-            queued_by = holder.name
-        else:
-            raise scope_missing("read" if any_with_read else "send")
-        public_id = environ["PATH_INFO"][len(API_MESSAGE_PREFIX):]
-        message = self.store.run(lambda tx: outbound_message(tx, public_id, queued_by))
-        if message is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "no message with this id")
-        environ["sms_responder.recipient"] = message.to or ""
-        return message
-
-    def conversation(self, environ: WSGIEnvironment) -> Response:
-        """GET /api/messages?number=N&since=TIME&limit=L: both directions with one customer, newest first."""
-        self.authenticate(environ).require("read")
-        query = api_query(environ.get("QUERY_STRING", ""))
-        environ["sms_responder.recipient"] = query["number"]
-        items = self.store.run(lambda tx: conversation_with(tx, query["number"], query["since"], query["limit"]))
-        return json_response(HTTPStatus.OK, {"messages": items})
-
-    def openapi(self, environ: WSGIEnvironment) -> Response:
-        """GET /api/openapi.json: the API described (no token needed)."""
-        return Response(HTTPStatus.OK, openapi_document(), JSON_CONTENT_TYPE)
-
-    def authenticate(self, environ: WSGIEnvironment) -> TokenHolder:
-        """Who holds the valid token the request carries, else 401 with WWW-Authenticate: Bearer."""
-        match = _BEARER.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
-        if not match:
-            raise ApiError(HTTPStatus.UNAUTHORIZED, "an API token is needed: Authorization: Bearer TOKEN",
-                           (("WWW-Authenticate", "Bearer"),))
-        holder = self.store.run(lambda tx: token_holder(tx, match[1], time.time()))
-        if holder is None:
-            raise ApiError(HTTPStatus.UNAUTHORIZED, "invalid or revoked token",
-                           (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
-        environ["sms_responder.token"] = holder.name
-        return holder
-
-
-def api_query(query_string: str) -> dict[str, Any]:
-    """number, since and limit of GET /api/messages, checked (400 naming the parameter)."""
-    try:
-        query = urllib.parse.parse_qs(query_string, strict_parsing=bool(query_string), errors="strict")
-    except (ValueError, UnicodeError):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid query string", field="query") from None
-    unknown = sorted(set(query) - {"number", "since", "limit"})
-    if unknown or any(len(values) > 1 for values in query.values()):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "unknown or repeated parameter", field=(unknown or list(query))[0])
-    value = {name: values[0] for name, values in query.items()}
-    try:
-        number = cli_number(value.get("number", ""), "number")
-    except ValueError as error:
-        raise ApiError(HTTPStatus.BAD_REQUEST, str(error) if "number" in value else "number is required",
-                       field="number") from None
-    try:
-        since = iso_timestamp(value["since"], UTC) if "since" in value else None
-    except ValueError:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "since: not an ISO 8601 time", field="since") from None
-    limit = value.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "limit: a whole number from 1 to 500", field="limit")
-    return {"number": number, "since": since, "limit": int(limit)}
-
-
-def parse_json(body: bytes) -> object:
-    """A JSON body (UTF-8; no duplicate keys, no NaN), else 400."""
-    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        keys = [key for key, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise ValueError("a key given twice")
-        return dict(pairs)
-
-    def no_constant(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    try:
-        return json.loads(body.decode("utf-8"), object_pairs_hook=unique, parse_constant=no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "the body is not a JSON object", field="body") from None
-
-
-def log_api_request(environ: WSGIEnvironment, response: Response, started: float) -> None:
-    """The one INFO line per API request: method, path, status, token name, recipient's last four digits."""
-    fields = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
-              "status": response.status.value, "token": environ.get("sms_responder.token"),
-              "recipient": environ.get("sms_responder.recipient") and mask_number(environ["sms_responder.recipient"]),
-              "ms": round((time.perf_counter() - started) * 1000, 2)}
-    log.info("api", extra={"fields": {name: value for name, value in fields.items() if value not in ("", None)}})
-
-
-@functools.cache
-def openapi_document() -> bytes:
-    return (WEB_FILES / "openapi.json").read_bytes()
-
-
-# Commands: `text` queues one message as the API does (access to the database is the authority:
-# sent_by "cli"); `tokens` makes, lists and revokes API tokens.
-
-def send_text(args: argparse.Namespace) -> int:
-    """text: queue (or schedule) one message; exit 1 when the recipient has opted out."""
-    settings = Settings.from_env(read_environment())
-    require_auth_id(settings, "text")
-    now = time.time()
-    document = {"to": args.number, "text": args.text, "media_urls": args.media}
-    if args.sender:
-        document["from"] = args.sender
-    if args.at:
-        try:  # a person at the terminal: a time without an offset is local
-            document["send_at"] = datetime.fromtimestamp(iso_timestamp(args.at, None)).astimezone().isoformat()
-        except ValueError:
-            raise ConfigError([f"--at: {args.at!r} is not an ISO 8601 time such as 2026-12-24T09:00"]) from None
-    try:
-        request = outbound_request(document, settings, now)
-    except InvalidField as problem:
-        raise ConfigError([{"to": "NUMBER", "text": "TEXT", "from": "--from", "media_urls": "--media",
-                            "send_at": "--at"}.get(problem.field, problem.field) + ": " + problem.reason]) from None
-    with command_store(settings) as store:
-        try:
-            with store.transaction() as tx:
-                message = queue_outbound(tx, request, "cli", "cli", now)
-        except OptedOut as refusal:
-            print(f"not sent: {refusal}", file=sys.stderr)
-            return 1
-    if message.status == "scheduled":
-        print(f"scheduled {message.id} at {message.send_at.astimezone().isoformat(timespec='seconds')}")
-    else:
-        print(f"queued {message.id}")
-    return 0
-
-
-def manage_tokens(args: argparse.Namespace) -> int:
-    """tokens add NAME [--scope SCOPES] | list | remove NAME; each change logged (never the token)."""
-    settings = Settings.from_env(read_environment())
-    if args.action != "list" and not _TOKEN_NAME.fullmatch(args.name):
-        raise ConfigError([f"token name {args.name!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
-    try:
-        scopes = parse_scopes(args.scope) if args.action == "add" else ()
-    except ValueError as error:
-        raise ConfigError([f"--scope: {error}"]) from None
-    configure_logging(settings.log_level, settings.log_format)
-    with command_store(settings) as store:
-        if args.action == "list":
-            with store.reading() as history:
-                tokens = token_list(history)
-            for name, token_scopes, created, last_used in tokens:
-                last = last_used.astimezone().strftime("%Y-%m-%d %H:%M") if last_used else "never used"
-                print(f"{name:<24} {token_scopes:<17} created {created.astimezone():%Y-%m-%d %H:%M},"
-                      f" last used {last}")
-            return 0
-        with store.transaction() as tx:
-            if args.action == "add":
-                token = add_token(tx, args.name, time.time(), scopes)
-            elif (removed := remove_token(tx, args.name)) is None:
-                raise ConfigError([f"there is no token named {args.name}"])
-    if args.action == "add":
-        log.info("token added", extra={"fields": {"name": args.name, "scopes": ",".join(scopes)}})
-        print(token)
-        print(f"token {args.name}: keep it secret; it is shown only now (`tokens remove {args.name}` revokes it)",
-              file=sys.stderr)
-    else:
-        log.info("token removed", extra={"fields": {"name": args.name, "scopes": removed}})
-        print(f"removed token {args.name}: every request with it is refused from now on")
-    return 0
-
-
-# -- Team inbox: people and sessions ------------------------------------------
-
-INBOX_PATH = "/inbox"
-SESSION_COOKIE = "sms_inbox"
-SESSION_LIMIT = 7 * 86400.0    # seconds a session lasts at most, however active
-SESSION_TOUCH_EVERY = 60.0     # seconds: a session's last request is written at most this often
-LOGIN_TRIES = 5                # failed logins of one name within LOGIN_LOCKOUT ...
-LOGIN_LOCKOUT = 15 * 60.0      # ... lock that name for this long, whatever the password
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024            # characters: a longer one is refused before it is hashed
-PASSWORD_CHECKS = 2            # Argon2 checks at once in one process: each holds 64 MiB while it runs
-#: Logins beyond PASSWORD_CHECKS wait their turn here, so that twenty at once cost the memory of two.
-password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """A person logged in: their name, the cookie's token (only its digest is stored), its CSRF token."""
-
-    name: str
-    token: str
-
-    @property
-    def csrf(self) -> str:
-        """The CSRF token of this session: derived from the session's token, so nothing more is stored."""
-        return hmac.new(self.token.encode(), b"csrf", "sha256").hexdigest()
-
-
-def person_name(raw: str) -> str:
-    if not _TOKEN_NAME.fullmatch(raw):
-        raise ConfigError([f"name {raw!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
-    return raw
-
-
-@functools.cache
-def passwords() -> Any:
-    """Argon2id with the library's (OWASP's) recommended parameters. The inbox's libraries are imported
-    when it is first used: a worker that only answers webhooks never loads them."""
-    return importlib.import_module("argon2").PasswordHasher()
-
-
-def add_person(tx: Transaction, name: str, password: str, now: float) -> None:
-    """A new person who may log in; ConfigError if the name is taken."""
-    added = tx.execute("INSERT INTO users (name, password, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                       (name, passwords().hash(password), tx.timestamp(now))).rowcount
-    if not added:
-        raise ConfigError([f"{name} exists already; `users password {name}` sets a new password"])
-
-
-def change_password(tx: Transaction, name: str, password: str) -> bool:
-    """Set a new password and end every session of that person; False if there is no such person."""
-    changed = tx.execute("UPDATE users SET password = ? WHERE name = ?", (passwords().hash(password), name)).rowcount
-    tx.execute("DELETE FROM sessions WHERE name = ?", (name,))
-    return changed == 1
-
-
-def remove_person(tx: Transaction, name: str) -> bool:
-    """Remove a person and end their sessions at once (every host reads sessions from the database)."""
-    tx.execute("DELETE FROM sessions WHERE name = ?", (name,))
-    return tx.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 1
-
-
-def people(history: Transaction) -> list[tuple[str, datetime, int]]:
-    """(name, added, sessions open) of everyone who may log in."""
-    return [(name, history.moment(created), sessions) for name, created, sessions in history.execute(
-        "SELECT name, created_at, (SELECT count(*) FROM sessions s WHERE s.name = u.name) FROM users u"
-        " ORDER BY name").fetchall()]
-
-
-def anyone_may_log_in(history: Transaction) -> bool:
-    return history.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0]
-
-
-def may_be_a_login(name: str, password: str) -> bool:
-    """Could this be someone's name and password? If not, the login is refused before any hashing and
-    stored nowhere (a 60,000-character name was a failed try of its own, and a long password a long hash)."""
-    return _TOKEN_NAME.fullmatch(name) is not None and len(password) <= MAX_PASSWORD
-
-
-def log_login(outcome: str, name: str, environ: WSGIEnvironment) -> None:
-    """The record of a login (ok, failed, locked): the name as typed, cut to a name's longest (the log's
-    formatter escapes what could forge a line), and the client's address; never the password."""
-    fields = {"outcome": outcome, "name": name[:64]}
-    if environ.get("REMOTE_ADDR"):
-        fields["client"] = environ["REMOTE_ADDR"]
-    log.info("login", extra={"fields": fields})
-
-
-def start_login(tx: Transaction, name: str, now: float) -> str | None:
-    """The stored password hash of `name` (None: no one is called that), the try counted as failed in
-    advance, so that tries racing on several hosts all count. LockedOut after LOGIN_TRIES failures of
-    that name within LOGIN_LOCKOUT; failures older than that, anyone's, are deleted on the way (the
-    table holds the last LOGIN_LOCKOUT's at most). The hash is checked outside any transaction: it
-    is slow on purpose."""
-    tx.lock(f"login {name}")
-    tx.execute("DELETE FROM login_failures WHERE failed_at < ?", (tx.timestamp(now - LOGIN_LOCKOUT),))
-    if tx.execute("SELECT count(*) FROM login_failures WHERE name = ?", (name,)).fetchone()[0] >= LOGIN_TRIES:
-        raise LockedOut(name)
-    tx.execute("INSERT INTO login_failures (name, failed_at) VALUES (?, ?)", (name, tx.timestamp(now)))
-    row = tx.execute("SELECT password FROM users WHERE name = ?", (name,)).fetchone()
-    return row and row[0]
-
-
-def upgrade_hash(tx: Transaction, name: str, old: str, new: str) -> None:
-    """Store a hash made with today's parameters in place of one made with older ones (unless the
-    password was changed meanwhile)."""
-    tx.execute("UPDATE users SET password = ? WHERE name = ? AND password = ?", (new, name, old))
-
-
-def open_session(tx: Transaction, name: str, now: float) -> str | None:
-    """A new session's token for a person whose password matched (their failed tries are forgotten);
-    None if they were removed meanwhile. Sessions unused for 7 days, anyone's, are deleted on the way
-    (others that have ended are refused, and deleted, when next presented)."""
-    token = secrets.token_urlsafe(32)
-    tx.execute("DELETE FROM sessions WHERE seen_at < ?", (tx.timestamp(now - SESSION_LIMIT),))  # long dead
-    tx.execute("DELETE FROM login_failures WHERE name = ?", (name,))
-    opened = tx.execute("INSERT INTO sessions (digest, name, created_at, seen_at) SELECT ?, name, ?, ? FROM users"
-                        " WHERE name = ?", (token_digest(token), tx.timestamp(now), tx.timestamp(now), name)).rowcount
-    return token if opened else None
-
-
-class LockedOut(Exception):
-    """Too many failed logins for one name: refused for a while, whatever the password."""
-
-
-def check_password(hashed: str | None, password: str) -> tuple[bool, str | None]:
-    """Does the password match the stored hash; and if it does and the hash was made with older
-    parameters, a new hash to store in its place (else None). With no hash (no such person) a hash
-    is still checked, so that an unknown name takes as long as a wrong password. At most
-    PASSWORD_CHECKS of these run at once in this process (each Argon2 check holds 64 MiB); the
-    others wait their turn."""
-    errors = importlib.import_module("argon2.exceptions")
-    hasher = passwords()
-    with password_checks:
-        try:
-            matches = hasher.verify(hashed or _nobodys_hash(), password) and hashed is not None
-        except (errors.VerificationError, errors.InvalidHashError):
-            return False, None
-        return matches, (hasher.hash(password) if matches and hasher.check_needs_rehash(hashed) else None)
-
-
-@functools.cache
-def _nobodys_hash() -> str:
-    """The hash an unknown name is checked against (made once, of a password no one knows)."""
-    return passwords().hash(secrets.token_urlsafe(16))
-
-
-def session_of(tx: Transaction, token: str, now: float, idle_hours: int) -> Session | None:
-    """The session a cookie's token opens, if it has not ended (idle too long, too old, or ended)."""
-    row = tx.execute("SELECT name, created_at, seen_at FROM sessions WHERE digest = ?",
-                     (token_digest(token),)).fetchone()
-    if row is None:
-        return None
-    created, seen = tx.moment(row[1]).timestamp(), tx.moment(row[2]).timestamp()
-    if seen < now - idle_hours * 3600 or created < now - SESSION_LIMIT:
-        tx.execute("DELETE FROM sessions WHERE digest = ?", (token_digest(token),))
-        return None
-    if seen < now - SESSION_TOUCH_EVERY:
-        tx.execute("UPDATE sessions SET seen_at = ? WHERE digest = ?", (tx.timestamp(now), token_digest(token)))
-    return Session(row[0], token)
-
-
-def end_session(tx: Transaction, token: str) -> None:
-    tx.execute("DELETE FROM sessions WHERE digest = ?", (token_digest(token),))
-
-
-def read_password(name: str) -> str:
-    """A new password: asked twice on a terminal, else one line of standard input."""
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"Password for {name}: ")
-        if getpass.getpass("Again: ") != password:
-            raise ConfigError(["the two passwords differ"])
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if len(password) < MIN_PASSWORD:
-        raise ConfigError([f"the password must have at least {MIN_PASSWORD} characters"])
-    return password
-
-
-def manage_people(args: argparse.Namespace) -> int:
-    """users add NAME | list | remove NAME | password NAME: who may log in to the inbox."""
-    settings = Settings.from_env(read_environment())
-    name = person_name(args.name) if args.action != "list" else ""
-    password = read_password(name) if args.action in ("add", "password") else ""
-    configure_logging(settings.log_level, settings.log_format)
-    with command_store(settings) as store:
-        if args.action == "list":
-            with store.reading() as history:
-                for person, added, sessions in people(history):
-                    print(f"{person:<24} added {added.astimezone():%Y-%m-%d %H:%M}, {sessions} session(s) open")
-            return 0
-        with store.transaction() as tx:
-            if args.action == "add":
-                add_person(tx, name, password, time.time())
-                found = True
-            elif args.action == "password":
-                found = change_password(tx, name, password)
-            else:
-                found = remove_person(tx, name)
-        if not found:
-            raise ConfigError([f"there is no one called {name}"])
-    log.info({"add": "person added", "password": "password changed", "remove": "person removed"}[args.action],
-             extra={"fields": {"name": name}})
-    print({"add": f"{name} may log in to the inbox",
-           "password": f"new password for {name}; their sessions have ended",
-           "remove": f"removed {name}; their sessions have ended"}[args.action])
-    return 0
-
-
-# -- Team inbox: pages, conversations in a browser ----------------------------
-
-LIST_PAGE = 50                 # conversations a page of the list shows; "More" shows the next ones
-CONVERSATION_PAGE = 200        # a conversation shows its newest messages, this many
-LIST_WINDOW = 2_000            # the list looks at the newest messages first, then at four times more ...
-LIST_WINDOW_MAX = 128_000      # ... up to this many, then groups them all (one sender flooding the rest)
-SEARCH_WINDOW = 5_000          # a search looks at the newest messages first, then scans them all
-HTML_CONTENT_TYPE = "text/html; charset=utf-8"
-#: Every page: scripts and styles only from our own files (no inline script can run), no framing. (The
-#: application adds Cache-Control: no-store and X-Content-Type-Options: nosniff to every /inbox answer.)
-PAGE_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
-                                " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    ("Referrer-Policy", "same-origin"))
-STATIC_FILES = {"inbox.css": "text/css; charset=utf-8", "inbox.js": "text/javascript; charset=utf-8",
-                "favicon.svg": "image/svg+xml"}
-_CONVERSATION_PATH = re.compile(r"(\d{3,20})/(\d{3,20})(?:/(send|opt-out|opt-in))?")
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversation:
-    """A row of the list: one customer and one number of ours, and what happened last."""
-
-    customer: str       # digits
-    ours: str           # digits
-    last_at: datetime
-    last_text: str | None
-    waiting: bool       # the customer wrote last, and no one has answered since
-    opted_out: bool
-    forwarded: bool     # the customer's last message was forwarded to an owner's phone
-
-    @property
-    def path(self) -> str:
-        return f"{INBOX_PATH}/conversations/{self.customer}/{self.ours}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One thing in a conversation, in time order: the customer's message (with its automatic answer
-    and forwards), an outbound message, an owner's relay, or an opt-out or opt-in made by hand."""
-
-    kind: str                          # "in", "out", "relay" or "consent"
-    at: datetime
-    text: str | None = None
-    media_urls: tuple[str, ...] = ()
-    reply: str | None = None           # "in": the automatic answer ...
-    rule: str | None = None            # ... the rule that chose it
-    outcome: str | None = None
-    forwarded_to: tuple[str, ...] = ()
-    by: str | None = None              # "out": who sent it; "relay": the owner; "consent": the person
-    status: str | None = None          # "out": where it is (queued ... delivered, failed)
-    error: str | None = None
-
-
-# The inbox's reads. Nothing is written for it when a message arrives (the webhook's cost stays its
-# own): the list groups the newest messages by conversation, looking further back only when too few
-# conversations are found; a search looks at the newest messages, then scans them all.
-
-def conversation_list(history: Transaction, not_customers: frozenset[str], before: float | None,
-                      search: str, limit: int = LIST_PAGE) -> list[Conversation]:
-    """The conversations with activity before `before` (None: any), newest activity first; with
-    `search`, only those with a message holding every word of it, or whose number holds its digits."""
-    until = history.timestamp(before if before is not None else time.time() + 86400)
-    found = (_found_pairs if search else _recent_pairs)(history, until, search, limit, not_customers)
-    rows = []
-    for customer, ours in sorted(found, key=found.get, reverse=True):  # by their newest activity found
-        row = _summary(history, customer, ours)
-        if row and (before is None or row.last_at.timestamp() < before):  # else it was on an earlier page
-            rows.append(row)
-            if len(rows) == limit:
-                break
-    opted_out = {(number, ours) for ours in {row.ours for row in rows}
-                 for number in history.opted_out_of([row.customer for row in rows if row.ours == ours], ours)}
-    return [dataclasses.replace(row, opted_out=(row.customer, row.ours) in opted_out,
-                                waiting=row.waiting and (row.customer, row.ours) not in opted_out) for row in rows]
-
-
-def _recent_pairs(history: Transaction, until: object, search: str, limit: int, not_customers: frozenset[str]
-                  ) -> dict[tuple[str, str], object]:
-    """The newest activity before `until` of at least `limit` conversations (unless there are fewer):
-    outbound messages, and the newest messages, grouped, looking four times further back while they
-    hold too few conversations (one sender flooding the rest: all of them, grouped, once)."""
-    found = _outbound_pairs(history, until, limit, "")
-    window = LIST_WINDOW
-    while True:
-        grouped = history.execute(
-            "SELECT from_number, to_number, relayed_to, max(received_at), count(*) FROM (SELECT from_number, to_number,"
-            " relayed_to, received_at FROM messages WHERE received_at < ? AND from_number IS NOT NULL"
-            " ORDER BY received_at DESC LIMIT ?) AS m GROUP BY from_number, to_number, relayed_to",
-            (until, window)).fetchall()
-        inbound = _by_pair(grouped, not_customers)
-        if len(inbound) >= limit or sum(row[4] for row in grouped) < window:
-            break
-        if window >= LIST_WINDOW_MAX:
-            inbound = _by_pair(history.execute(
-                "SELECT from_number, to_number, relayed_to, max(received_at) FROM messages WHERE received_at < ?"
-                " AND from_number IS NOT NULL GROUP BY from_number, to_number, relayed_to"
-                " ORDER BY max(received_at) DESC LIMIT ?", (until, limit + len(not_customers))).fetchall(),
-                not_customers)
-            break
-        window *= 4
-    return _newest(found, inbound)
-
-
-def _found_pairs(history: Transaction, until: object, search: str, limit: int, not_customers: frozenset[str]
-                 ) -> dict[tuple[str, str], object]:
-    """The newest matching activity before `until` of conversations with a message matching the search
-    (digits: the customer's number; words: each in the customer's text or an owner's relayed answer):
-    among the newest messages first, then (too few found) in one scan of them all."""
-    digits = number_key(search.strip())
-    if digits.isdigit():
-        inbound, outbound, outbound_params = " AND from_number LIKE ?", " AND dst LIKE ?", [f"%{digits}%"]
-        params = outbound_params
-    else:  # every word in the customer's text, or in an owner's relayed answer (not the automatic replies)
-        # the longest word first: longer words are rarer, so most rows fail the first test and stop there
-        outbound_params = [f"%{_like_escaped(word)}%" for word in sorted(search.split(), key=len, reverse=True)]
-        like = f"{history.like} ? ESCAPE '\\'"
-        inbound = "".join(f" AND (text {like} OR (relayed_to IS NOT NULL AND reply {like}))" for _ in outbound_params)
-        outbound = "".join(f" AND text {like}" for _ in outbound_params)
-        params = [pattern for word in outbound_params for pattern in (word, word)]
-    found = _outbound_pairs(history, until, limit, outbound, *outbound_params)
-    matching = _by_pair(history.execute(
-        "SELECT from_number, to_number, relayed_to, max(received_at) FROM (SELECT from_number, to_number, relayed_to,"
-        " received_at, text, reply FROM messages WHERE received_at < ? AND from_number IS NOT NULL"
-        " ORDER BY received_at DESC LIMIT ?) AS m WHERE 1 = 1" + inbound + " GROUP BY from_number, to_number,"
-        " relayed_to", (until, SEARCH_WINDOW, *params)).fetchall(), not_customers)
-    if len(matching) < limit:
-        matching = _by_pair(history.execute(
-            "SELECT from_number, to_number, relayed_to, max(received_at) FROM messages" + history.scan +
-            " WHERE received_at < ? AND from_number IS NOT NULL" + inbound + " GROUP BY from_number, to_number,"
-            " relayed_to ORDER BY max(received_at) DESC LIMIT ?", (until, *params, limit + len(not_customers))
-        ).fetchall(), not_customers)
-    return _newest(found, matching)
-
-
-def _by_pair(rows: list[tuple], not_customers: frozenset[str]) -> dict[tuple[str, str], object]:
-    """Grouped (from, to, relayed_to, newest) rows by conversation: the sender's, or for an owner's relay,
-    the customer's; senders who are not customers (owners, our numbers) left out."""
-    pairs: dict[tuple[str, str], object] = {}
-    for sender, ours, relayed_to, newest in (row[:4] for row in rows):
-        pair = (relayed_to or number_key(sender), number_key(ours))
-        if pair[0] not in not_customers:
-            pairs[pair] = max(newest, pairs.get(pair, newest))
-    return pairs
-
-
-def _outbound_pairs(history: Transaction, until: object, limit: int, condition: str, *params: object
-                    ) -> dict[tuple[str, str], object]:
-    return {(number_key(dst), number_key(src)): newest for dst, src, newest in history.execute(
-        "SELECT dst, src, max(queued_at) FROM outbox WHERE kind = 'outbound' AND queued_at < ? AND dst IS NOT NULL" +
-        condition + " GROUP BY dst, src ORDER BY max(queued_at) DESC LIMIT ?", (until, *params, limit)).fetchall()}
-
-
-def _newest(*found: dict[tuple[str, str], object]) -> dict[tuple[str, str], object]:
-    newest: dict[tuple[str, str], object] = {}
-    for pairs in found:
-        for pair, at in pairs.items():
-            newest[pair] = max(at, newest.get(pair, at))
-    return newest
-
-
-def _like_escaped(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _summary(history: Transaction, customer: str, ours: str) -> Conversation | None:
-    """A conversation's newest message either way (an inbound one, an outbound one, an owner's relay)."""
-    latest = []
-    inbound = history.execute(
-        "SELECT received_at, text, forwarded_to FROM messages WHERE from_number IN (?, ?) AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT 1", (*number_forms(customer), *number_forms(ours))).fetchone()
-    if inbound:
-        latest.append((history.moment(inbound[0]), "in", inbound[1], inbound[2] is not None))
-    outbound = history.execute(
-        "SELECT queued_at, text FROM outbox WHERE kind = 'outbound' AND dst = ? AND src = ?"
-        " ORDER BY queued_at DESC LIMIT 1", (customer, ours)).fetchone()
-    if outbound:
-        latest.append((history.moment(outbound[0]), "out", outbound[1], False))
-    relay = history.execute(
-        "SELECT received_at, reply FROM messages WHERE relayed_to = ? AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT 1", (customer, *number_forms(ours))).fetchone()
-    if relay:
-        latest.append((history.moment(relay[0]), "relay", relay[1], False))
-    if not latest:
-        return None
-    at, kind, text, _ = max(latest, key=lambda item: item[0])
-    return Conversation(customer, ours, at, text, waiting=kind == "in", opted_out=False,
-                        forwarded=bool(inbound and inbound[2]))
-
-
-def conversation_entries(history: Transaction, customer: str, ours: str,
-                         limit: int = CONVERSATION_PAGE) -> list[Entry]:
-    """The newest `limit` things of a conversation, oldest first."""
-    forms = (*number_forms(customer), *number_forms(ours))
-    entries = [Entry("in", history.moment(row[0]), row[1], tuple(json.loads(row[2] or "[]")), row[3], row[4], row[5],
-                     tuple(row[6].split(",")) if row[6] else (), status=row[7])
-               for row in history.execute(
-                   "SELECT m.received_at, m.text, m.media_urls, m.reply, m.rule, m.outcome, m.forwarded_to, o.status"
-                   " FROM messages m LEFT JOIN outbox o ON o.message_uuid = m.message_uuid AND o.kind = 'reply'"
-                   " WHERE m.from_number IN (?, ?) AND m.to_number IN (?, ?) ORDER BY m.received_at DESC LIMIT ?",
-                   (*forms, limit)).fetchall()]
-    entries += [Entry("out", message.created_at, message.text, message.media_urls, by=message.sent_by,
-                      status=message.status, error=message.error)
-                for message in (_outbound(history, row) for row in history.execute(
-                    f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE kind = 'outbound' AND dst = ? AND src = ?"
-                    " ORDER BY queued_at DESC LIMIT ?", (customer, ours, limit)).fetchall())]
-    entries += [Entry("relay", history.moment(at), text, by=owner) for at, text, owner in history.execute(
-        "SELECT received_at, reply, from_number FROM messages WHERE relayed_to = ? AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT ?", (customer, *number_forms(ours), limit)).fetchall()]
-    entries += [Entry("consent", history.moment(at), change, by=person) for change, person, at in history.execute(
-        "SELECT change, changed_by, changed_at FROM consent_changes WHERE number = ? AND to_number = ?"
-        " ORDER BY changed_at DESC LIMIT ?", (customer, ours, limit)).fetchall()]
-    return sorted(entries, key=lambda entry: entry.at)[-limit:]
-
-
-def change_consent(tx: Transaction, customer: str, ours: str, opt_out: bool, person: str, now: float) -> None:
-    """An opt-out or opt-in made by a person: it acts as a STOP or a START, and who made it is kept."""
-    if opt_out:
-        tx.opt_out(customer, ours, now)
-        cancel_for_opt_out(tx, [(customer, ours)])
-    else:
-        tx.opt_in(customer, ours)
-    tx.execute("INSERT INTO consent_changes (number, to_number, change, changed_by, changed_at) VALUES (?, ?, ?, ?, ?)",
-               (customer, ours, "opted out" if opt_out else "opted in", person, tx.timestamp(now)))
-
-
-def version_of(*parts: object) -> str:
-    """A short digest of what a page shows: the page's script reloads it when this changes."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-class Inbox:
-    """The routes under /inbox: the list, a conversation, answering, opt-out and opt-in by hand.
-
-    Every page and data route needs a session (pages redirect to the login page, data routes
-    answer 401), and every POST a CSRF token bound to it. Pages are rendered from the templates
-    in sms_responder_web/ (Jinja2, autoescaped: a customer's text is always text); the page's
-    one script polls /inbox/updates every second and, when what the page shows has changed,
-    fetches it again and swaps the changed part: short requests that any WSGI host serves,
-    where a stream held open per browser would hold a thread (or a sync worker) each.
-    """
-
-    def __init__(self, settings: Settings, store: SQLiteStore | PostgresStore) -> None:
-        self.settings = settings
-        self.store = store
-        self.not_customers = frozenset(settings.plivo_number) | frozenset(settings.forward_to)
-        self.secure_cookie = settings.public_url.startswith("https://")
-
-    @functools.cached_property
-    def templates(self) -> Any:
-        """The pages' templates: every value escaped (Jinja2, imported when a page is first rendered)."""
-        jinja2 = importlib.import_module("jinja2")
-        return jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_FILES), autoescape=True,
-                                  undefined=jinja2.StrictUndefined)
-
-    def routes(self) -> dict[str, dict[str, Callable[[WSGIEnvironment], Response]]]:
-        return {INBOX_PATH: {"GET": self.list_page},
-                f"{INBOX_PATH}/login": {"GET": self.login_page, "POST": self.log_in},
-                f"{INBOX_PATH}/logout": {"POST": self.log_out},
-                f"{INBOX_PATH}/new": {"GET": self.new_page, "POST": self.start_conversation},
-                f"{INBOX_PATH}/updates": {"GET": self.updates},
-                f"{INBOX_PATH}/segments": {"GET": self.segments},
-                f"{INBOX_PATH}/static/": {"GET": self.static},
-                f"{INBOX_PATH}/conversations/": {"GET": self.conversation_page, "POST": self.act_on_conversation}}
-
-    # Pages
-
-    def list_page(self, environ: WSGIEnvironment) -> Response:
-        session = self.session(environ, page=True)
-        query = self.query(environ)
-        rows, more = self.list_rows(query)
-        more_link = more and f"{INBOX_PATH}?{urllib.parse.urlencode({'q': query['q'], 'before': more})}"
-        return self.page("list.html", session, conversations=rows, q=query["q"], more=more_link,
-                         version=version_of(rows), updates=f"{INBOX_PATH}/updates?{environ.get('QUERY_STRING', '')}")
-
-    def list_rows(self, query: Mapping[str, Any]) -> tuple[list[Conversation], str | None]:
-        """A page of the list, and where the next one begins (None: this is the last)."""
-        rows = self.store.run(lambda tx: conversation_list(tx, self.not_customers, query["before"], query["q"],
-                                                           LIST_PAGE + 1))
-        return rows[:LIST_PAGE], rows[LIST_PAGE - 1].last_at.isoformat() if len(rows) > LIST_PAGE else None
-
-    def conversation_page(self, environ: WSGIEnvironment) -> Response:
-        session = self.session(environ, page=True)
-        customer, ours, action = self.conversation_of(environ)
-        if action in ("opt-out", "opt-in"):
-            return self.page("confirm.html", session, customer=customer, ours=ours, action=action)
-        if action:
-            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "POST"),))
-        return self.show_conversation(session, customer, ours)
-
-    def show_conversation(self, session: Session, customer: str, ours: str, status: HTTPStatus = HTTPStatus.OK,
-                          problem: str = "", draft: str = "") -> Response:
-        entries, opted_out = self.store.run(lambda tx: (conversation_entries(tx, customer, ours),
-                                                        bool(tx.opted_out_of([customer], ours))))
-        return self.page("conversation.html", session, status, customer=customer, ours=ours, entries=entries,
-                         opted_out=opted_out, problem=problem, draft=draft, version=version_of(entries, opted_out))
-
-    def new_page(self, environ: WSGIEnvironment) -> Response:
-        return self.page("new.html", self.session(environ, page=True), problem="", number="", draft="")
-
-    def login_page(self, environ: WSGIEnvironment, status: HTTPStatus = HTTPStatus.OK, problem: str = "") -> Response:
-        if self.session(environ, page=None):
-            return redirect(INBOX_PATH)
-        nobody = not self.store.run(anyone_may_log_in)
-        return self.page("login.html", None, status, problem=problem, nobody=nobody)
-
-    # Actions (POST: each needs the session's CSRF token)
-
-    def log_in(self, environ: WSGIEnvironment) -> Response:
-        form = self.form(environ)
-        name, password = form.get("name", ""), form.get("password", "")
-        token = None
-        if may_be_a_login(name, password):  # else refused as a wrong password is, unhashed and unstored
-            try:
-                hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
-            except LockedOut:
-                log_login("locked", name, environ)
-                wait = f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes."
-                return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS, wait)
-            token = self.open_session_if(name, password, hashed)
-        log_login("ok" if token else "failed", name, environ)
-        if token is None:  # one message for an unknown name and a wrong password alike
-            return self.login_page(environ, HTTPStatus.UNAUTHORIZED, "Wrong name or password.")
-        cookie = (f"{SESSION_COOKIE}={token}; Path={INBOX_PATH}; Max-Age={int(SESSION_LIMIT)}; HttpOnly;"
-                  f" SameSite=Strict{'; Secure' if self.secure_cookie else ''}")
-        return redirect(INBOX_PATH, (("Set-Cookie", cookie),))
-
-    def open_session_if(self, name: str, password: str, hashed: str | None) -> str | None:
-        """A new session's token if the password matches the hash (re-hashed if it was made with older
-        parameters), else None."""
-        matches, new_hash = check_password(hashed, password)
-        if not matches:
-            return None
-
-        def open_it(tx: Transaction) -> str | None:
-            if new_hash:
-                upgrade_hash(tx, name, hashed, new_hash)
-            return open_session(tx, name, time.time())
-        return self.store.run(open_it)
-
-    def log_out(self, environ: WSGIEnvironment) -> Response:
-        session = self.session(environ, page=True)
-        self.check_csrf(session, self.form(environ))
-        self.store.run(lambda tx: end_session(tx, session.token))
-        log.info("logout", extra={"fields": {"name": session.name}})
-        cookie = f"{SESSION_COOKIE}=; Path={INBOX_PATH}; Max-Age=0; HttpOnly; SameSite=Strict"
-        return redirect(f"{INBOX_PATH}/login", (("Set-Cookie", cookie),))
-
-    def act_on_conversation(self, environ: WSGIEnvironment) -> Response:
-        session = self.session(environ, page=True)
-        customer, ours, action = self.conversation_of(environ)
-        form = self.form(environ)
-        self.check_csrf(session, form)
-        if action in ("opt-out", "opt-in"):
-            self.store.run(lambda tx: change_consent(tx, customer, ours, action == "opt-out", session.name, time.time()))
-            log.info(f"{action} by hand", extra={"fields": {"by": session.name, "customer": mask_number(customer),
-                                                            "number": ours}})
-            return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
-        if action != "send":
-            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "GET"),))
-        text = form.get("message", "")
-        problem, status = self.send(session, customer, ours, text)
-        if problem:
-            return self.show_conversation(session, customer, ours, status, problem, text)
-        return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
-
-    def start_conversation(self, environ: WSGIEnvironment) -> Response:
-        session = self.session(environ, page=True)
-        form = self.form(environ)
-        self.check_csrf(session, form)
-        number, ours, text = form.get("number", ""), form.get("from", self.settings.plivo_number[0]), form.get(
-            "message", "")
-        problem, status = self.send(session, number, ours, text)
-        if problem:
-            return self.page("new.html", session, status, problem=problem, number=number, draft=text)
-        return redirect(f"{INBOX_PATH}/conversations/{cli_number(number)}/{number_key(ours)}")
-
-    def send(self, session: Session, number: str, ours: str, text: str) -> tuple[str, HTTPStatus]:
-        """Queue a person's message through the outbound path; what went wrong (empty: nothing) and its status."""
-        if not self.settings.plivo_auth_id:
-            return "Sending is off: PLIVO_AUTH_ID is not set.", HTTPStatus.SERVICE_UNAVAILABLE
-        now = time.time()
-        try:
-            request = outbound_request({"to": number, "from": ours, "text": text}, self.settings, now)
-            self.store.run(lambda tx: queue_outbound(tx, request, session.name, "inbox", now))
-        except InvalidField as invalid:
-            return f"Not sent: {INBOX_FIELD_NAMES.get(invalid.field, invalid.field)} {invalid.reason}.", \
-                HTTPStatus.BAD_REQUEST
-        except OptedOut as refusal:
-            return f"Not sent: {refusal}.", HTTPStatus.CONFLICT
-        return "", HTTPStatus.SEE_OTHER
-
-    # Data routes (401 without a session)
-
-    def updates(self, environ: WSGIEnvironment) -> Response:
-        """The version of what a page shows now: {"version": ...}; the page's script compares it with its own."""
-        self.session(environ, page=False)
-        query = self.query(environ)
-        if query["with"]:
-            customer, ours = query["with"]
-            version = self.store.run(lambda tx: version_of(conversation_entries(tx, customer, ours),
-                                                           bool(tx.opted_out_of([customer], ours))))
-        else:
-            version = version_of(self.list_rows(query)[0])
-        return json_response(HTTPStatus.OK, {"version": version})
-
-    def segments(self, environ: WSGIEnvironment) -> Response:
-        """How a text would be sent, while it is typed: {"segments", "encoding", "characters"}."""
-        self.session(environ, page=False)
-        text = self.query(environ)["text"]
-        count, encoding = segments_of(text)
-        return json_response(HTTPStatus.OK, {"segments": count, "encoding": encoding, "characters": len(text)})
-
-    def static(self, environ: WSGIEnvironment) -> Response:
-        """The page's style and script (no session needed: the login page uses them; they hold no data)."""
-        name = environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/static/")
-        if name not in STATIC_FILES:
-            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        return Response(HTTPStatus.OK, static_file(name), STATIC_FILES[name])
-
-    # Sessions, forms, pages
-
-    def session(self, environ: WSGIEnvironment, page: bool | None) -> Session | None:
-        """The request's session. Without one: a page redirects to the login page (page=True), a data
-        route answers 401 (page=False); page=None returns None."""
-        token = _cookie(environ.get("HTTP_COOKIE", ""), SESSION_COOKIE)
-        session = token and self.store.run(
-            lambda tx: session_of(tx, token, time.time(), self.settings.inbox_session_hours))
-        if session or page is None:
-            return session or None
-        if page:
-            raise HTTPError(HTTPStatus.SEE_OTHER, "log in first", (("Location", f"{INBOX_PATH}/login"),))
-        raise ApiError(HTTPStatus.UNAUTHORIZED, "log in first")
-
-    @staticmethod
-    def check_csrf(session: Session, form: Mapping[str, str]) -> None:
-        if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
-            raise HTTPError(HTTPStatus.FORBIDDEN, "the form is out of date: reload the page")
-
-    def form(self, environ: WSGIEnvironment) -> dict[str, str]:
-        fields = parse_form(read_body(environ, self.settings.max_body_bytes))
-        if fields is None:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "not UTF-8 form data")
-        return {name: values[0] for name, values in fields.items()}
-
-    def query(self, environ: WSGIEnvironment) -> dict[str, Any]:
-        """q, before (a time), with (a conversation) and text of a query string."""
-        fields = parse_form(environ.get("QUERY_STRING", "").encode("latin-1")) or {}
-        value = {name: values[0] for name, values in fields.items()}
-        try:
-            before = iso_timestamp(value["before"], UTC) if value.get("before") else None
-        except ValueError:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "before: not an ISO 8601 time") from None
-        pair = _CONVERSATION_PATH.fullmatch(value.get("with", ""))
-        return {"q": value.get("q", "")[:200], "before": before, "text": value.get("text", "")[:MAX_REPLY_CHARS * 2],
-                "with": pair and pair.group(1, 2)}
-
-    def conversation_of(self, environ: WSGIEnvironment) -> tuple[str, str, str | None]:
-        """(customer, our number, action) of a conversation's path; 404 if there is none, or if it opts a
-        customer out or in of a number that is not ours (a conversation with a number no longer ours can
-        still be read)."""
-        match = _CONVERSATION_PATH.fullmatch(environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/conversations/"))
-        if not match or (match[3] in ("opt-out", "opt-in") and match[2] not in self.settings.plivo_number):
-            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        return match[1], match[2], match[3]
-
-    def page(self, template: str, session: Session | None, status: HTTPStatus = HTTPStatus.OK,
-             **context: object) -> Response:
-        html = self.templates.get_template(template).render(
-            session=session, read_only=not self.settings.plivo_auth_id, our_numbers=self.settings.plivo_number,
-            inbox=INBOX_PATH, **context)
-        return Response(status, html.encode(), HTML_CONTENT_TYPE, PAGE_HEADERS)
-
-
-#: The names a person sees for the outbound path's fields.
-INBOX_FIELD_NAMES = {"to": "Number", "text": "Message", "from": "From", "body": "the form"}
-
-
-def redirect(location: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    """303 See Other: after a form, the browser fetches `location` with GET (a reload posts nothing again)."""
-    return Response(HTTPStatus.SEE_OTHER, b"", TEXT_CONTENT_TYPE, (("Location", location), *headers, *PAGE_HEADERS))
-
-
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
-
-
-@functools.cache
-def static_file(name: str) -> bytes:
-    return (WEB_FILES / name).read_bytes()
-
-
-# -- Operating it: conversations, opt-out lists, retention --------------------
-
-FOLLOW_POLL = 0.5    # seconds between looks for new messages: one is shown within 2 s of being stored
-FOLLOW_MARGIN = 30.0  # seconds: a message stored late (a slow transaction) is still shown once
 PURGE_BATCH = 1000   # messages per transaction: a purge never holds the writer for long
 PURGE_EVERY = 3600.0  # seconds between purges in serve and worker (RETENTION_DAYS)
-MAX_IMPORT_ERRORS = 20
-_CLI_NUMBER = re.compile(r"\d{3,20}")
-
-
-@dataclasses.dataclass(frozen=True)
-class MessageQuery:
-    """Which stored messages a command wants: filters, and how many of the newest."""
-
-    sender: str | None = None
-    recipient: str | None = None
-    since: float | None = None
-    rule: str | None = None  # only the messages this reply rule matched (inbound only)
-    limit: int = 20
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredMessage:
-    """A message as the commands show it (sender, recipient, text and media are None once purged)."""
-
-    message_uuid: str
-    received_at: datetime
-    sender: str | None
-    recipient: str | None
-    type: str
-    text: str | None
-    media_urls: tuple[str, ...]
-    outcome: str | None
-    rule: str | None
-    reply: str | None
-    reply_status: str | None  # the outbox status in REPLY_MODE=api
-    forwarded_to: tuple[str, ...]
-    relayed_to: str | None
-
-    @property
-    def key(self) -> str:
-        return self.message_uuid
-
-    @property
-    def at(self) -> datetime:
-        return self.received_at
-
-    def as_json(self) -> str:
-        return json.dumps({
-            "direction": "in", "message_uuid": self.message_uuid, "received_at": self.received_at.isoformat(), "from": self.sender,
-            "to": self.recipient, "type": self.type, "text": self.text, "media_urls": list(self.media_urls),
-            "outcome": self.outcome, "rule": self.rule, "reply": self.reply, "reply_status": self.reply_status,
-            "forwarded_to": list(self.forwarded_to), "relayed_to": self.relayed_to,
-        }, ensure_ascii=False)
-
-
-# The commands' statements: what they read (in one read-only view: `history`), and the opt-out lists
-# and retention they change (`tx`, a write transaction).
-
-def find_messages(history: Transaction, query: MessageQuery) -> list[StoredMessage | OutboundMessage]:
-    """The last query.limit messages that match, both directions, newest first."""
-    both = find_inbound(history, query) + find_outbound(history, query)
-    return sorted(both, key=lambda message: (message.at, message.key), reverse=True)[:query.limit]
-
-
-def find_inbound(history: Transaction, query: MessageQuery) -> list[StoredMessage]:
-    """The last query.limit inbound messages that match (newest first), each with its reply's outbox status."""
-    conditions, params = query_filters(history, query, "m.from_number", "m.to_number", "m.received_at")
-    if query.rule is not None:
-        conditions.append("m.rule = ?")
-        params.append(query.rule)
-    rows = history.execute(
-        "SELECT m.message_uuid, m.received_at, m.from_number, m.to_number, m.type, m.text, m.media_urls,"
-        " m.outcome, m.rule, m.reply, o.status, m.forwarded_to, m.relayed_to FROM messages m LEFT JOIN outbox o"
-        " ON o.message_uuid = m.message_uuid AND o.kind = 'reply' WHERE " + " AND ".join(conditions) +
-        " ORDER BY m.received_at DESC, m.message_uuid DESC LIMIT ?", (*params, query.limit)).fetchall()
-    return [StoredMessage(row[0], history.moment(row[1]), *row[2:6], tuple(json.loads(row[6] or "[]")), *row[7:11],
-                          tuple(row[11].split(",")) if row[11] else (), row[12]) for row in rows]
-
-
-def query_filters(history: Transaction, query: MessageQuery, sender_column: str, recipient_column: str,
-                  time_column: str) -> tuple[list[str], list[object]]:
-    """The WHERE conditions (and their parameters) of a query's sender, recipient and since, on these columns."""
-    conditions, params = ["1 = 1"], []
-    for column, number in ((sender_column, query.sender), (recipient_column, query.recipient)):
-        if number:
-            conditions.append(f"{column} IN (?, ?)")
-            params += number_forms(number)
-    if query.since is not None:
-        conditions.append(f"{time_column} >= ?")
-        params.append(history.timestamp(query.since))
-    return conditions, params
-
-
-def find_outbound(history: Transaction, query: MessageQuery) -> list[OutboundMessage]:
-    """The last query.limit outbound messages that match (newest first): from (src) and to (dst) as for inbound."""
-    if query.rule is not None:  # rules answer inbound messages only
-        return []
-    conditions, params = query_filters(history, query, "src", "dst", "queued_at")
-    conditions.append("kind = 'outbound'")
-    rows = history.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbox WHERE " + " AND ".join(conditions) +
-                           " ORDER BY queued_at DESC, public_id DESC LIMIT ?", (*params, query.limit)).fetchall()
-    return [_outbound(history, row) for row in rows]
-
-
-def message_counts(history: Transaction, since: float) -> tuple[dict[str, int], int]:
-    """Messages received since `since`, per outcome; and how many distinct senders sent them."""
-    timestamp = history.timestamp(since)
-    outcomes = dict(history.execute("SELECT coalesce(outcome, 'none'), count(*) FROM messages"
-                                    " WHERE received_at >= ? GROUP BY 1 ORDER BY 2 DESC, 1", (timestamp,)).fetchall())
-    senders = history.execute("SELECT count(DISTINCT from_number) FROM messages WHERE received_at >= ?",
-                              (timestamp,)).fetchone()[0]
-    return outcomes, senders
-
-
-def opt_out_counts(history: Transaction, since: float) -> tuple[int, int]:
-    """Opt-outs in force, and how many of them began since `since`."""
-    return tuple(history.execute("SELECT count(*), count(CASE WHEN opted_out_at >= ? THEN 1 END) FROM opt_outs",
-                                 (history.timestamp(since),)).fetchone())
-
-
-def outbound_counts(history: Transaction, since: float) -> dict[str, int]:
-    """Outbound messages created since `since`, per status."""
-    return dict(history.execute("SELECT status, count(*) FROM outbox WHERE kind = 'outbound' AND queued_at >= ?"
-                                " GROUP BY status ORDER BY 2 DESC, 1", (history.timestamp(since),)).fetchall())
-
-
-def outbox_counts(history: Transaction) -> dict[str, int]:
-    """Outbox rows per status, all of them."""
-    return dict(history.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 2 DESC, 1").fetchall())
-
-
-def opt_outs_in_force(history: Transaction, recipient: str | None) -> Iterator[tuple[str, str, datetime]]:
-    """(number, our number, since when) of each opt-out, optionally only those of one number of ours."""
-    where, params = ("WHERE to_key = ?", (number_key(recipient),)) if recipient else ("", ())
-    for number, to_number, opted_out_at in history.execute(
-            f"SELECT number, to_number, opted_out_at FROM opt_outs {where} ORDER BY to_key, number_key", params):
-        yield number, to_number, history.moment(opted_out_at)
-
-
-def add_opt_outs(tx: Transaction, opt_outs: list[tuple[str, str, float]]) -> int:
-    """Record (number, our number, unix time) opt-outs, which act as a STOP does (outbound messages
-    still waiting for them are cancelled); how many were new (the others were in force)."""
-    added = tx.execute_many(
-        "INSERT INTO opt_outs (number, to_number, number_key, to_key, opted_out_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
-        [(number, recipient, number, recipient, tx.timestamp(when)) for number, recipient, when in opt_outs])
-    cancel_for_opt_out(tx, [(number, recipient) for number, recipient, _ in opt_outs])
-    return added
-
-
-def remove_opt_outs(tx: Transaction, number: str, recipients: Iterable[str]) -> int:
-    """Remove a number's opt-outs of some numbers of ours; how many there were."""
-    return sum(tx.execute("DELETE FROM opt_outs WHERE number_key = ? AND to_key = ?",
-                          (number_key(number), number_key(recipient))).rowcount for recipient in recipients)
 
 
 def purge_messages(tx: Transaction, before: float, batch: int) -> int:
@@ -5065,307 +3549,7 @@ def purge_deliveries(tx: Transaction, before: float) -> None:
     tx.execute("DELETE FROM api_requests WHERE created_at < ?", (timestamp,))
 
 
-def cli_number(raw: str, what: str = "number") -> str:
-    """A number given on the command line or in a file, as digits: '+1 (415) 555-0100' -> '14155550100'."""
-    digits = number_key(raw.strip())
-    if not _CLI_NUMBER.fullmatch(digits):
-        raise ValueError(f"{what} {raw!r} is not a phone number of 3 to 20 digits")
-    return digits
-
-
-def iso_timestamp(value: str, zone: tzinfo | None) -> float:
-    """An ISO 8601 date or time as unix time; without an offset it is in `zone` (None: the machine's
-    local time, as a person at the terminal means it). ValueError if it is not one."""
-    moment = datetime.fromisoformat(value.strip())
-    if moment.tzinfo is None:
-        moment = moment.astimezone() if zone is None else moment.replace(tzinfo=zone)
-    return moment.timestamp()
-
-
-def parse_since(value: str, now: float) -> float:
-    """--since: a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local without an offset)."""
-    match = _PERIOD.fullmatch(value.strip())
-    if match:
-        return now - int(match[1]) * PERIOD_SECONDS[match[2]]
-    try:
-        return iso_timestamp(value, None)
-    except ValueError:
-        raise ConfigError([f"--since: {value!r} is neither a duration (90s, 30m, 2h, 7d) nor an ISO 8601 time"]) \
-            from None
-
-
-def our_numbers_given(settings: Settings, to: str | None, what: str = "--to") -> tuple[str, ...]:
-    """A number of ours given as --to (or a CSV's to_number), or all of them when it is absent."""
-    if to is None:
-        return settings.plivo_number
-    number = cli_number(to, what)
-    if number not in settings.plivo_number:
-        raise ValueError(f"{what} {to} is not one of PLIVO_NUMBER")
-    return (number,)
-
-
-@contextmanager
-def command_store(settings: Settings) -> Iterator[SQLiteStore | PostgresStore]:
-    """The store a command reads or changes: a SQLite file must exist already (it is never created here)."""
-    store = open_store(settings)
-    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
-        raise StoreMissing(f"{store.path} does not exist (DATABASE_URL); the service creates it on first start")
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-# Terminal output: aligned columns cut to the width, colour on a terminal only (https://no-color.org).
-OUTCOME_COLOURS = {"replied": "32", "helped": "32", "started": "36", "stopped": "31", "opted_out": "31",
-                   "rate_limited": "33", "consent_check": "33", "no_reply": "2", "plivo_keyword": "35",
-                   "own_number": "35", "relayed": "34", "not_relayed": "33", "delivered": "32", "sent": "34", "failed": "31",
-                   "undelivered": "31", "cancelled": "2", "scheduled": "36", "queued": "36", "sending": "36"}
-_UNPRINTABLE = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
-                ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
-
-
-class MessageTable:
-    """Stored messages as aligned lines: local time, sender, our number, outcome, then text -> reply."""
-
-    COLUMNS = (("time", 19), ("from", 16), ("to", 16), ("outcome", 13))
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        is_terminal = stream.isatty()
-        self.colour = is_terminal and not os.environ.get("NO_COLOR")
-        self.width = shutil.get_terminal_size().columns if is_terminal else None
-
-    def write_header(self) -> None:
-        self.print_row([name.upper() for name, _ in self.COLUMNS], "TEXT -> REPLY", ["2"] * 4)
-
-    def write(self, message: StoredMessage | OutboundMessage) -> None:
-        if isinstance(message, OutboundMessage):
-            self.write_outbound(message)
-            return
-        text = "(purged)" if message.sender is None else printable(message.text or "")
-        if message.media_urls:
-            text += f" [+{len(message.media_urls)} media]"
-        if message.reply:
-            text += f" -> {'@' + message.relayed_to + ': ' if message.relayed_to else ''}{printable(message.reply)}"
-        if message.forwarded_to:
-            text += f" [forwarded to {', '.join(message.forwarded_to)}]"
-        outcome = message.outcome or "-"
-        self.print_row([message.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), message.sender or "-",
-                        message.recipient or "-", outcome], text, ["2", "0", "0", OUTCOME_COLOURS.get(outcome, "0")])
-
-    def write_outbound(self, message: OutboundMessage) -> None:
-        """An outbound message: our number, the customer, its status as the outcome, then [out] and the text."""
-        text = "(purged)" if message.to is None else printable(message.text or "")
-        if message.media_urls:
-            text += f" [+{len(message.media_urls)} media]"
-        text = f"[out] {text} (by {message.sent_by})" + (f" ({message.error})" if message.error else "")
-        self.print_row([message.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), message.src or "-",
-                        message.to or "-", message.status], text,
-                       ["2", "0", "0", OUTCOME_COLOURS.get(message.status, "0")])
-
-    def print_row(self, cells: list[str], text: str, colours: list[str]) -> None:
-        cells = [fit(cell, width).ljust(width) for cell, (_, width) in zip(cells, self.COLUMNS)]
-        if self.colour:
-            cells = [f"\x1b[{colour}m{cell}\x1b[0m" for cell, colour in zip(cells, colours)]
-        room = None if self.width is None else max(10, self.width - sum(width + 1 for _, width in self.COLUMNS))
-        print(" ".join(cells), fit(text, room), file=self.stream, flush=True)
-
-
-def printable(text: str) -> str:
-    """Text from strangers made safe for a terminal: control characters (escape sequences) shown escaped."""
-    return text.translate(_UNPRINTABLE)
-
-
-def fit(line: str, width: int | None) -> str:
-    """The line cut to at most `width` terminal cells (wide characters take two), with an ellipsis when cut."""
-    cells = [2 if unicodedata.east_asian_width(character) in "WF" else 1 for character in line]
-    if width is None or sum(cells) <= width:
-        return line
-    used = 0
-    for index, cell in enumerate(cells):
-        if used + cell > width - 1:
-            return line[:index] + "…"
-        used += cell
-    return line
-
-
-def list_messages(args: argparse.Namespace) -> int:
-    """messages: the stored messages that match, oldest first; with --follow, then each new one as it comes."""
-    settings = Settings.from_env(read_environment())
-    query = MessageQuery(sender=args.sender and argument(cli_number, args.sender, "--from"),
-                         recipient=args.to and argument(cli_number, args.to, "--to"),
-                         since=args.since and parse_since(args.since, time.time()), rule=args.rule, limit=args.limit)
-    with command_store(settings) as store:
-        with store.reading() as history:
-            shown = find_messages(history, query)[::-1]
-        if args.json:
-            def write(message: StoredMessage | OutboundMessage) -> None:
-                print(message.as_json(), flush=True)
-        else:
-            table = MessageTable(sys.stdout)
-            table.write_header()
-            write = table.write
-        for message in shown:
-            write(message)
-        if args.follow:
-            follow(store, query, shown, write)
-    return 0
-
-
-def argument(parse: Callable[..., Any], value: str, *details: Any) -> Any:
-    """parse(value, *details), a ValueError becoming the command's one-line error."""
-    try:
-        return parse(value, *details)
-    except ValueError as error:
-        raise ConfigError([str(error)]) from None
-
-
-def follow(store: SQLiteStore | PostgresStore, query: MessageQuery, shown: list[StoredMessage],
-           write: Callable[[StoredMessage], None]) -> None:
-    """Print each new message within 2 s of it being stored, until SIGINT or SIGTERM.
-
-    Every FOLLOW_POLL seconds it reads the messages received since the newest one shown,
-    less FOLLOW_MARGIN seconds, and prints those it has not printed: a message whose
-    transaction committed after a later one's (their received_at is taken before the
-    commit) is shown too, once.
-    """
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: stopping.set())
-    seen = {message.key: message.at.timestamp() for message in shown}
-    newest = max(seen.values(), default=time.time() - FOLLOW_MARGIN)
-    while not stopping.wait(FOLLOW_POLL):
-        window = dataclasses.replace(query, since=max(query.since or 0, newest - FOLLOW_MARGIN), limit=10_000)
-        try:
-            with store.reading() as history:
-                new = [message for message in find_messages(history, window)[::-1] if message.key not in seen]
-        except StoreUnavailable as error:
-            print(f"sms_responder: {error}".splitlines()[0], file=sys.stderr, flush=True)
-            continue
-        for message in new:
-            write(message)
-            seen[message.key] = message.at.timestamp()
-        newest = max(newest, *seen.values()) if seen else newest
-        seen = {uuid_: at for uuid_, at in seen.items() if at >= newest - 2 * FOLLOW_MARGIN}
-
-
-def show_stats(args: argparse.Namespace) -> int:
-    """stats: messages, outcomes, senders, opt-outs and outbound messages since --since (default 24 h), and
-    the outbox now."""
-    settings = Settings.from_env(read_environment())
-    since = parse_since(args.since or "24h", time.time())
-    with command_store(settings) as store, store.reading() as history:
-        outcomes, senders = message_counts(history, since)
-        opt_outs, new_opt_outs = opt_out_counts(history, since)
-        outbound = outbound_counts(history, since)
-        outbox = outbox_counts(history)
-    report = {"since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
-              "messages": sum(outcomes.values()), "outcomes": outcomes, "senders": senders,
-              "opt_outs": {"total": opt_outs, "new": new_opt_outs}, "outbound": outbound, "outbox": outbox}
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(f"{'since':<16}{datetime.fromtimestamp(since).astimezone():%Y-%m-%d %H:%M %Z}")
-    print(f"{'messages':<16}{report['messages']:>7,}")
-    for outcome, number in outcomes.items():
-        print(f"  {outcome:<14}{number:>7,}")
-    print(f"{'senders':<16}{senders:>7,}")
-    print(f"{'opt-outs':<16}{opt_outs:>7,} in force, {new_opt_outs:,} new")
-    print(f"{'outbound':<16}{sum(outbound.values()):>7,}")
-    for status, number in outbound.items():
-        print(f"  {status:<14}{number:>7,}")
-    print(f"{'outbox':<16}" + (", ".join(f"{status} {number:,}" for status, number in outbox.items()) or "empty"))
-    return 0
-
-
-def export_opt_outs(args: argparse.Namespace) -> int:
-    """opt-outs export: CSV (number,to_number,opted_out_at) of every opt-out in force."""
-    settings = Settings.from_env(read_environment())
-    recipient = args.to and argument(our_numbers_given, settings, args.to)[0]
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    with command_store(settings) as store, store.reading() as history:
-        writer.writerow(["number", "to_number", "opted_out_at"])
-        for number, to_number, opted_out_at in opt_outs_in_force(history, recipient):
-            writer.writerow([number, to_number, opted_out_at.isoformat(timespec="seconds")])
-    return 0
-
-
-def import_opt_outs(args: argparse.Namespace) -> int:
-    """opt-outs import: all rows of a CSV or none; one line per bad row (at most 20), exit 2."""
-    settings = Settings.from_env(read_environment())
-    default_numbers = argument(our_numbers_given, settings, args.to)
-    with command_store(settings) as store:
-        try:
-            source = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="") if args.file == "-"
-                      else open(args.file, encoding="utf-8-sig", newline=""))  # noqa: SIM115 - closed below
-        except OSError as error:
-            raise ConfigError([f"{args.file}: {error.strerror}"]) from None
-        with source:
-            opt_outs, problems = read_opt_out_csv(source, args.file, settings, default_numbers, time.time())
-        if problems:
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            return 2
-        with store.transaction() as tx:  # validated first, so the writer is held only while writing
-            imported = add_opt_outs(tx, opt_outs)
-    print(f"imported {imported}, already opted out {len(opt_outs) - imported}")
-    return 0
-
-
-def read_opt_out_csv(source: Iterable[str], name: str, settings: Settings, default_numbers: tuple[str, ...],
-                     now: float) -> tuple[list[tuple[str, str, float]], list[str]]:
-    """The (number, our number, unix time) opt-outs of a CSV, read row by row, and its problems (`FILE:LINE: ...`)."""
-    reader = csv.DictReader(source)
-    problems: list[str] = []
-    if reader.fieldnames is None or "number" not in reader.fieldnames:
-        return [], [f"{name}:1: the header must have a number column (and may have to_number, opted_out_at)"]
-    opt_outs = []
-    for row in reader:
-        try:
-            number = cli_number(row["number"] or "")
-            recipients = (our_numbers_given(settings, row["to_number"], "to_number") if row.get("to_number")
-                          else default_numbers)
-            when = imported_time(row.get("opted_out_at") or "", now)
-        except ValueError as error:
-            problems.append(f"{name}:{reader.line_num}: {error}")
-            if len(problems) == MAX_IMPORT_ERRORS:
-                break
-            continue
-        if not problems:
-            opt_outs.extend((number, recipient, when) for recipient in recipients)
-    return opt_outs, problems
-
-
-def imported_time(value: str, now: float) -> float:
-    """An opted_out_at of an imported row: empty means now; without an offset it is UTC."""
-    if not value.strip():
-        return now
-    try:
-        return iso_timestamp(value, UTC)
-    except ValueError:
-        raise ValueError(f"opted_out_at {value!r} is not an ISO 8601 time") from None
-
-
-def change_opt_out(args: argparse.Namespace) -> int:
-    """opt-outs add / remove: one number, for --to or every number of ours; no SMS is sent."""
-    settings = Settings.from_env(read_environment())
-    number = argument(cli_number, args.number)
-    recipients = argument(our_numbers_given, settings, args.to)
-    with command_store(settings) as store, store.transaction() as tx:
-        if args.action == "add":
-            changed = add_opt_outs(tx, [(number, recipient, time.time()) for recipient in recipients])
-        else:
-            changed = remove_opt_outs(tx, number, recipients)
-    if args.action == "add":
-        print(f"{number}: opted out of {', '.join(recipients)} ({changed} new, {len(recipients) - changed} already)")
-    else:
-        print(f"{number}: opt-out removed from {', '.join(recipients)} "
-              f"({changed} removed, {len(recipients) - changed} were not opted out)")
-    return 0
-
-
-def purge(store: SQLiteStore | PostgresStore, days: int, now: float) -> int:
+def purge(store: Store, days: int, now: float) -> int:
     """Erase the personal data of messages older than `days` days, in small transactions; how many."""
     before = now - days * 86400
     purged = 0
@@ -5381,21 +3565,10 @@ def purge(store: SQLiteStore | PostgresStore, days: int, now: float) -> int:
     return purged
 
 
-def purge_command(args: argparse.Namespace) -> int:
-    """purge: erase what RETENTION_DAYS (or --days) no longer allows to keep."""
-    settings = Settings.from_env(read_environment())
-    days = args.days or settings.retention_days
-    if not days:
-        raise ConfigError(["purge needs --days N (N >= 1) or RETENTION_DAYS"])
-    with command_store(settings) as store:
-        print(f"purged {purge(store, days, time.time())} messages")
-    return 0
-
-
 class RetentionSchedule:
     """Purges at start and then every PURGE_EVERY seconds on a thread (serve and worker, RETENTION_DAYS >= 1)."""
 
-    def __init__(self, store: SQLiteStore | PostgresStore, days: int) -> None:
+    def __init__(self, store: Store, days: int) -> None:
         self.store, self.days = store, days
         self.stopping = threading.Event()
 
@@ -5596,11 +3769,14 @@ def try_message(args: argparse.Namespace) -> int:
         parse_at, args.at, rules.hours.timezone if rules.hours else UTC)
     message = InboundMessage(message_uuid=str(uuid.uuid4()), sender=number_key(args.sender), recipient=recipient,
                              text=args.text, type="mms" if args.media else "sms", media_urls=tuple(args.media))
-    app = SmsResponder(settings, open_store(settings), args.reply or default_reply(settings),
-                       RulesFile("", settings.plivo_number, rules))
-    with app.store.reading(missing_ok=True) as history:
-        state = history.message_state(message, now - settings.reply_window, None, rules.previous_since(now))
-        decision = app.decide(history, message, now, rules, state)
+    decider = Decider(settings, args.reply or default_reply(settings))
+    store = open_store(settings)
+    try:
+        with store.reading(missing_ok=True) as history:
+            state = message_state(history, message, now - settings.reply_window, None, rules.previous_since(now))
+            decision = decider.decide(history, message, now, rules, state)
+    finally:
+        store.close()
     print(f"outcome: {decision.outcome.value}" + (f" ({decision.consent})" if decision.consent else ""))
     print(f"rule: {decision.rule.name if decision.rule else 'none'}")
     print(f"reply: {decision.reply if decision.reply else 'none'}")
@@ -5620,6 +3796,68 @@ def parse_at(value: str, zone: tzinfo) -> float:
         return iso_timestamp(value, zone)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO 8601 time such as 2026-12-01T18:30") from None
+
+
+def purge_command(args: argparse.Namespace) -> int:
+    """purge: erase what RETENTION_DAYS (or --days) no longer allows to keep."""
+    settings = Settings.from_env(read_environment())
+    days = args.days or settings.retention_days
+    if not days:
+        raise ConfigError(["purge needs --days N (N >= 1) or RETENTION_DAYS"])
+    with command_store(settings) as store:
+        print(f"purged {purge(store, days, time.time())} messages")
+    return 0
+
+# What the commands share, the surfaces' too: numbers and times given by a person, the store, names.
+_CLI_NUMBER = re.compile(r"\d{3,20}")
+
+
+def cli_number(raw: str, what: str = "number") -> str:
+    """A number given on the command line or in a file, as digits: '+1 (415) 555-0100' -> '14155550100'."""
+    digits = number_key(raw.strip())
+    if not _CLI_NUMBER.fullmatch(digits):
+        raise ValueError(f"{what} {raw!r} is not a phone number of 3 to 20 digits")
+    return digits
+
+
+def iso_timestamp(value: str, zone: tzinfo | None) -> float:
+    """An ISO 8601 date or time as unix time; without an offset it is in `zone` (None: the machine's
+    local time, as a person at the terminal means it). ValueError if it is not one."""
+    moment = datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        moment = moment.astimezone() if zone is None else moment.replace(tzinfo=zone)
+    return moment.timestamp()
+
+
+#: A token's or a person's name: 1 to 64 letters, digits, '.', '_' or '-'.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def positive(raw: str) -> int:
+    value = int(raw) if raw.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 1 or more")
+    return value
+
+
+def argument(parse: Callable[..., Any], value: str, *details: Any) -> Any:
+    """parse(value, *details), a ValueError becoming the command's one-line error."""
+    try:
+        return parse(value, *details)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
+
+
+@contextlib.contextmanager
+def command_store(settings: Settings) -> Iterator[Store]:
+    """The store a command reads or changes: a SQLite file must exist already (it is never created here)."""
+    store = open_store(settings)
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        raise StoreMissing(f"{store.path} does not exist (DATABASE_URL); the service creates it on first start")
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -5652,85 +3890,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     try_parser.add_argument("--media", action="append", default=[], metavar="URL",
                             help="a media URL: the message is an MMS (repeat for several)")
     try_parser.set_defaults(run=try_message)
-    add_operating_commands(commands)
+    for surface in installed_surfaces()[0]:
+        surface.add_commands(commands)
+    purge_parser = commands.add_parser("purge", help="erase the personal data of old messages")
+    purge_parser.add_argument("--days", type=positive, help="older than N days (default: RETENTION_DAYS)")
+    purge_parser.set_defaults(run=purge_command)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
     return parser.parse_args(argv)
-
-
-def add_operating_commands(commands: Any) -> None:
-    """messages, stats, opt-outs, text, tokens, users and purge: the commands an owner runs beside the service."""
-    since_help = "a duration back from now (90s, 30m, 2h, 7d) or an ISO 8601 date or time (local)"
-    messages_parser = commands.add_parser("messages", help="the stored messages, oldest first")
-    messages_parser.add_argument("--from", dest="sender", metavar="N", help="only from this number")
-    messages_parser.add_argument("--to", metavar="N", help="only to this number of ours")
-    messages_parser.add_argument("--since", metavar="WHEN", help=f"only since: {since_help}")
-    messages_parser.add_argument("--rule", metavar="NAME", help="only the messages this reply rule matched (the"
-                                                                " answers to a question, say)")
-    messages_parser.add_argument("--limit", type=_positive, default=20, help="the last N (default: %(default)s)")
-    messages_parser.add_argument("--json", action="store_true", help="one JSON object per line (times in UTC)")
-    messages_parser.add_argument("-f", "--follow", action="store_true",
-                                 help="then print each new message as it is stored, until Ctrl-C")
-    messages_parser.set_defaults(run=list_messages)
-    stats_parser = commands.add_parser("stats", help="counts since --since (default: the last 24 h)")
-    stats_parser.add_argument("--since", metavar="WHEN", help=since_help)
-    stats_parser.add_argument("--json", action="store_true", help="one JSON object")
-    stats_parser.set_defaults(run=show_stats)
-    opt_outs = commands.add_parser("opt-outs", help="export, import, add or remove opt-outs").add_subparsers(
-        dest="action", required=True)
-    export_parser = opt_outs.add_parser("export", help="CSV of every opt-out in force on standard output")
-    export_parser.add_argument("--to", metavar="N", help="only those of this number of ours")
-    export_parser.set_defaults(run=export_opt_outs)
-    import_parser = opt_outs.add_parser("import", help="opt-outs from a CSV (all rows or none)")
-    import_parser.add_argument("file", metavar="FILE", help="a CSV with a number column (- reads standard input)")
-    import_parser.add_argument("--to", metavar="N", help="for rows without to_number (default: every number of ours)")
-    import_parser.set_defaults(run=import_opt_outs)
-    for action, what in (("add", "opt a number out (no SMS is sent)"), ("remove", "remove a number's opt-out")):
-        change_parser = opt_outs.add_parser(action, help=what)
-        change_parser.add_argument("number", help="the phone number")
-        change_parser.add_argument("--to", metavar="N", help="of this number of ours (default: every one)")
-        change_parser.set_defaults(run=change_opt_out)
-    text_parser = commands.add_parser("text", help="queue one outbound message (sent by the worker)")
-    text_parser.add_argument("number", help="the recipient, e.g. +14155550123")
-    text_parser.add_argument("text", help="the message text (may be empty with --media)")
-    text_parser.add_argument("--from", dest="sender", metavar="N", help="our number (default: the first of "
-                                                                         "PLIVO_NUMBER)")
-    text_parser.add_argument("--at", metavar="TIME", help="send at this ISO 8601 time (local without an offset; "
-                                                          "at most 30 days ahead)")
-    text_parser.add_argument("--media", action="append", default=[], metavar="URL",
-                             help="an https:// media URL: the message is an MMS (repeat for several, at most 10)")
-    text_parser.set_defaults(run=send_text)
-    tokens = commands.add_parser("tokens", help="API tokens: add (with scopes), list, remove").add_subparsers(
-        dest="action", required=True)
-    for action, what in (("add", "make a token and print it (once)"), ("remove", "revoke a token at once")):
-        token_parser = tokens.add_parser(action, help=what)
-        token_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
-        token_parser.set_defaults(run=manage_tokens)
-    token_parser = tokens.choices["add"]
-    token_parser.add_argument("--scope", default=",".join(DEFAULT_SCOPES), metavar="SCOPES",
-                              help="what the token may do, comma-separated: send (POST /api/messages; GET and"
-                                   " DELETE of the messages it queued), read (GET of every message and"
-                                   " conversation), verify (the verification routes) (default: %(default)s)")
-    tokens.add_parser("list", help="every token's name, scopes, creation and last use").set_defaults(
-        run=manage_tokens)
-    users = commands.add_parser("users", help="who may log in to the inbox: add, list, remove, password"
-                                ).add_subparsers(dest="action", required=True)
-    for action, what in (("add", "add a person (asks for a password)"), ("remove", "remove a person; ends their"
-                         " sessions"), ("password", "set a new password; ends their sessions")):
-        person_parser = users.add_parser(action, help=what)
-        person_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
-        person_parser.set_defaults(run=manage_people)
-    users.add_parser("list", help="everyone who may log in").set_defaults(run=manage_people)
-    purge_parser = commands.add_parser("purge", help="erase the personal data of old messages")
-    purge_parser.add_argument("--days", type=_positive, help="older than N days (default: RETENTION_DAYS)")
-    purge_parser.set_defaults(run=purge_command)
-
-
-def _positive(raw: str) -> int:
-    value = int(raw) if raw.isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 1 or more")
-    return value
 
 
 def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -> int:
@@ -5759,4 +3926,7 @@ def main(argv: list[str] | None = None, *, reply: ReplyFunction | None = None) -
 
 
 if __name__ == "__main__":
+    # The surfaces `import sms_responder`: run as a script, this module is __main__, and that import would
+    # load a second copy with classes of its own (an HTTPError the app's `except` does not catch).
+    sys.modules["sms_responder"] = sys.modules[__name__]
     sys.exit(main())

@@ -35,14 +35,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sms_responder
+from sms_responder_surfaces import api, inbox
 from conftest import MODULE, connect, load_release, query
 from test_metrics import METRICS_TOKEN, metrics_folder, scraped
 from test_reliability import signed_body
 from test_sms_responder import (AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, WEBHOOK_URL, inbound, post,
                                 signed, signed_v2)
 
-API = sms_responder.API_MESSAGES_PATH
-INBOX = sms_responder.INBOX_PATH
+API = api.API_MESSAGES_PATH
+INBOX = inbox.INBOX_PATH
 STATUS_PATH = sms_responder.STATUS_PATH
 FORM = sms_responder.FORM_CONTENT_TYPE
 PASSWORD = "correct horse battery staple"
@@ -123,7 +124,7 @@ def raw_request(method, path, headers, body=b""):
 
 def make_token(app, name="orders", scopes=("send",)):
     with app.store.transaction() as tx:
-        return sms_responder.add_token(tx, name, time.time(), scopes)
+        return api.add_token(tx, name, time.time(), scopes)
 
 
 def bearer(token):
@@ -137,7 +138,7 @@ def send(client, token, body, status=202):
 
 def add_person(app, name="alice", password=PASSWORD):
     with app.store.transaction() as tx:
-        sms_responder.add_person(tx, name, password, time.time())
+        inbox.add_person(tx, name, password, time.time())
 
 
 def log_in(browser, name="alice", password=PASSWORD, status=303):
@@ -183,8 +184,8 @@ class HashSpy:
 
 @pytest.fixture
 def hash_spy(monkeypatch):
-    spy = HashSpy(sms_responder.passwords())
-    monkeypatch.setattr(sms_responder, "passwords", lambda: spy)
+    spy = HashSpy(inbox.passwords())
+    monkeypatch.setattr(inbox, "passwords", lambda: spy)
     return spy
 
 
@@ -396,7 +397,7 @@ class TestTokenScopes:
         orders, auditor = make_token(app, "orders"), make_token(app, "auditor", ("send", "read"))
         theirs = send(client, orders, {"to": SENDER, "text": "theirs"}).json["id"]
         with app.store.transaction() as tx:  # one a person queued from the inbox
-            sms_responder.queue_outbound(tx, sms_responder.OutboundRequest(SENDER, "by hand", OUR_NUMBER), "alice",
+            api.queue_outbound(tx, api.OutboundRequest(SENDER, "by hand", OUR_NUMBER), "alice",
                                          "inbox", time.time())
         assert client.get(f"{API}/{theirs}", headers=bearer(auditor)).json["sent_by"] == "orders"
         texts = [item["text"] for item in client.get(f"{API}?number={SENDER}", headers=bearer(auditor)).json["messages"]]
@@ -420,7 +421,7 @@ class TestTokenScopes:
         assert all(" send,read " in line for line in run(env, tmp_path, "tokens", "list").stdout.splitlines())
 
     def test_the_openapi_document_names_the_scopes_and_the_403s(self, client):
-        document = client.get(sms_responder.OPENAPI_PATH).json
+        document = client.get(api.OPENAPI_PATH).json
         assert all(scope in document["components"]["securitySchemes"]["bearer"]["description"]
                    for scope in ("send", "read", "verify"))
         for path, method, scope in ((API, "post", "send"), (API, "get", "read"), (f"{API}/{{id}}", "get", "read"),
@@ -461,8 +462,8 @@ class TestLogins:
         assert len(hash_spy.checked) == 1
 
     def test_at_most_two_password_checks_run_at_once(self, app, monkeypatch):
-        spy = HashSpy(sms_responder.passwords(), pause=0.2)
-        monkeypatch.setattr(sms_responder, "passwords", lambda: spy)
+        spy = HashSpy(inbox.passwords(), pause=0.2)
+        monkeypatch.setattr(inbox, "passwords", lambda: spy)
         add_person(app)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda i: log_in(webtest.TestApp(app), f"person{i}", PASSWORD, 401).status_int,
@@ -522,7 +523,7 @@ class TestLogins:
         assert query(database_url, "SELECT password FROM users") == [(old,)]  # only a login that succeeds
         log_in(browser)
         (new,), = query(database_url, "SELECT password FROM users")
-        assert new != old and not sms_responder.passwords().check_needs_rehash(new)
+        assert new != old and not inbox.passwords().check_needs_rehash(new)
         assert new.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
         log_in(webtest.TestApp(app))  # the new hash holds the same password
         assert query(database_url, "SELECT password FROM users") == [(new,)]
@@ -641,7 +642,7 @@ class TestHeadersAndStartUp:
     """Finding 6, continued: no `nosniff`, no `no-store` on API answers, no HSTS; the stdlib server's
     `Server` header showed the Python version; V2 without PUBLIC_URL was accepted silently."""
 
-    PATHS = [("GET", "/health"), ("GET", "/nowhere"), ("POST", WEBHOOK_PATH), ("GET", sms_responder.OPENAPI_PATH),
+    PATHS = [("GET", "/health"), ("GET", "/nowhere"), ("POST", WEBHOOK_PATH), ("GET", api.OPENAPI_PATH),
              ("GET", f"{API}/x"), ("GET", "/api/nowhere"), ("GET", f"{INBOX}/login"), ("GET", INBOX),
              ("GET", f"{INBOX}/updates"), ("GET", f"{INBOX}/static/inbox.css")]
 

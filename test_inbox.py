@@ -17,12 +17,13 @@ import pytest
 import webtest
 
 import sms_responder
+from sms_responder_surfaces import inbox
 from conftest import MODULE, connect, query
 from test_sms_responder import AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, inbound, post
 
 OWNER = "14155550188"
 PASSWORD = "correct horse battery staple"
-INBOX = sms_responder.INBOX_PATH
+INBOX = inbox.INBOX_PATH
 CONVERSATION = f"{INBOX}/conversations/{SENDER}/{OUR_NUMBER}"
 
 
@@ -49,7 +50,7 @@ def app(make_app, fake_api):
 
 def add_person(app, name="alice", password=PASSWORD):
     with app.store.transaction() as tx:
-        sms_responder.add_person(tx, name, password, time.time())
+        inbox.add_person(tx, name, password, time.time())
 
 
 @pytest.fixture
@@ -214,8 +215,8 @@ class TestLogin:
 
             def __getattr__(self, name):
                 return getattr(self.hasher, name)
-        hasher = Spy(sms_responder.passwords())
-        monkeypatch.setattr(sms_responder, "passwords", lambda: hasher)
+        hasher = Spy(inbox.passwords())
+        monkeypatch.setattr(inbox, "passwords", lambda: hasher)
         browser = webtest.TestApp(app)
         log_in(browser, "nobody", status=401)
         log_in(browser, "alice", "wrong password!!", status=401)

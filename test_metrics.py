@@ -194,9 +194,10 @@ class TestAcrossProcesses:
 
 def metrics_folder(service):
     """The folder the service's processes count in (the same working directory and DATABASE_URL)."""
-    probe = subprocess.run([sys.executable, "-c", "import sms_responder, json, os;"
+    probe = subprocess.run([sys.executable, "-c", "import sms_responder, os;"
+                            "from sms_responder_surfaces import metrics;"
                             "s = sms_responder.Settings.from_env(sms_responder.read_environment());"
-                            "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR') or sms_responder.metrics_folder(s))"],
+                            "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR') or metrics.metrics_folder(s))"],
                            cwd=service.cwd, text=True,
                            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE.parent), **service.env},
                            capture_output=True, timeout=60)

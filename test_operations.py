@@ -11,12 +11,10 @@ import json
 import os
 import pty
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -25,6 +23,7 @@ import pytest
 import webtest
 
 import sms_responder
+from sms_responder_surfaces import api, inbox, metrics, operating
 from conftest import MODULE, Service, connect, load_previous_release, query
 from fake_plivo_api import FakePlivoAPI
 from test_reliability import post_raw, signed_body
@@ -548,56 +547,57 @@ class TestIndexes:
     ROW = sms_responder.OutboxRow(1, "u", "reply", OUR_NUMBER, SENDER, None, None, 1, "token")
     REPORT = sms_responder.DeliveryReport("plivo-1", "delivered", "")
     WORK = {  # every statement that reads by a key, a sender or a window of time, from each feature's section
-        "the webhook's read": lambda tx: tx.message_state(TestIndexes.MESSAGE, time.time() - 60, "12345"),
+        "the webhook's read": lambda tx: sms_responder.message_state(tx, TestIndexes.MESSAGE, time.time() - 60, "12345"),
         "opt-in": lambda tx: tx.opt_in(SENDER, OUR_NUMBER),
         "first_message": lambda tx: sms_responder.has_earlier_message(tx, TestIndexes.MESSAGE),
         "once_per": lambda tx: sms_responder.rule_matched_since(tx, TestIndexes.MESSAGE, "rule 1", time.time() - 60),
-        "the webhook's read, rules with after": lambda tx: tx.message_state(
-            TestIndexes.MESSAGE, time.time() - 60, None, previous_since=time.time() - 1800),
+        "the webhook's read, rules with after": lambda tx: sms_responder.message_state(
+            tx, TestIndexes.MESSAGE, time.time() - 60, None, previous_since=time.time() - 1800),
         "forward limit": lambda tx: sms_responder.forwards_since(tx, SENDER, time.time() - 60),
         "owners opted out": lambda tx: tx.opted_out_of([SENDER, OTHER_NUMBER], OUR_NUMBER),
         "last conversation": lambda tx: sms_responder.last_conversation(tx, OUR_NUMBER, SENDER, time.time() - 60),
         "outbox claim": lambda tx: sms_responder.claim_due(tx, time.time()),
-        "outbox message": lambda tx: (tx.add_message(TestIndexes.MESSAGE, time.time(), None, sms_responder.Decision(
-            sms_responder.Outcome.REPLIED)), sms_responder.stored_message(tx, "u")),
+        "outbox message": lambda tx: (sms_responder.add_message(tx, TestIndexes.MESSAGE, time.time(), None,
+                                                                sms_responder.Decision(sms_responder.Outcome.REPLIED)),
+                                      sms_responder.stored_message(tx, "u")),
         "outbox prepare": lambda tx: sms_responder.prepare_send(tx, TestIndexes.ROW, "hi", time.time()),
         "outbox finish": lambda tx: sms_responder.finish_attempt(tx, TestIndexes.ROW, "sent",
                                                                  plivo_message_uuid="plivo-1"),
         "delivery report": lambda tx: sms_responder.add_delivery_report(tx, TestIndexes.REPORT, time.time(), None),
-        "outbound: queue": lambda tx: sms_responder.queue_outbound(tx, sms_responder.OutboundRequest(
+        "outbound: queue": lambda tx: api.queue_outbound(tx, api.OutboundRequest(
             SENDER, "hi", OUR_NUMBER), "orders", "api", time.time()),
-        "outbound: by id": lambda tx: sms_responder.outbound_message(tx, "some-id"),
-        "outbound: by id, this token's": lambda tx: sms_responder.outbound_message(tx, "some-id", "orders"),
-        "outbound: cancel": lambda tx: sms_responder.cancel_outbound(tx, "some-id"),
+        "outbound: by id": lambda tx: api.outbound_message(tx, "some-id"),
+        "outbound: by id, this token's": lambda tx: api.outbound_message(tx, "some-id", "orders"),
+        "outbound: cancel": lambda tx: api.cancel_outbound(tx, "some-id"),
         "outbound: cancelled by a STOP": lambda tx: sms_responder.cancel_for_opt_out(tx, [(SENDER, OUR_NUMBER)]),
-        "outbound: conversation": lambda tx: sms_responder.conversation_with(tx, SENDER, time.time() - 60, 50),
-        "outbound: API_LIMIT": lambda tx: sms_responder.api_use(tx, "orders", time.time()),
-        "outbound: Idempotency-Key": lambda tx: sms_responder.first_answer(tx, "orders", "key", time.time()),
-        "outbound: token": lambda tx: sms_responder.token_holder(tx, "smsr_x", time.time()),
-        "tokens remove": lambda tx: sms_responder.remove_token(tx, "orders"),
-        "messages, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery()),
-        "messages --to, outbound": lambda tx: sms_responder.find_outbound(tx, sms_responder.MessageQuery(
+        "outbound: conversation": lambda tx: api.conversation_with(tx, SENDER, time.time() - 60, 50),
+        "outbound: API_LIMIT": lambda tx: api.api_use(tx, "orders", time.time()),
+        "outbound: Idempotency-Key": lambda tx: api.first_answer(tx, "orders", "key", time.time()),
+        "outbound: token": lambda tx: api.token_holder(tx, "smsr_x", time.time()),
+        "tokens remove": lambda tx: api.remove_token(tx, "orders"),
+        "messages, outbound": lambda tx: operating.find_outbound(tx, operating.MessageQuery()),
+        "messages --to, outbound": lambda tx: operating.find_outbound(tx, operating.MessageQuery(
             recipient=SENDER)),
-        "stats, outbound": lambda tx: sms_responder.outbound_counts(tx, time.time() - 86400),
+        "stats, outbound": lambda tx: operating.outbound_counts(tx, time.time() - 86400),
         "purge, outbound": lambda tx: sms_responder.purge_outbound(tx, time.time() - 86400, 1000),
-        "inbox: a session": lambda tx: sms_responder.session_of(tx, "token", time.time(), 12),
-        "inbox: a login": lambda tx: sms_responder.start_login(tx, "alice", time.time()),
-        "inbox: a new session": lambda tx: sms_responder.open_session(tx, "alice", time.time()),
-        "inbox: a hash re-made": lambda tx: sms_responder.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
-        "inbox: the list": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, ""),
-        "inbox: a row of the list": lambda tx: sms_responder._summary(tx, SENDER, OUR_NUMBER),
-        "inbox: a conversation": lambda tx: sms_responder.conversation_entries(tx, SENDER, OUR_NUMBER),
-        "inbox: search for digits": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "555 0123"),
-        "inbox: search for words": lambda tx: sms_responder.conversation_list(tx, frozenset(), None, "ready now"),
-        "metrics: the outbox waiting": lambda tx: sms_responder.outbox_waiting(tx),
-        "metrics: opt-outs": lambda tx: sms_responder.opt_outs_total(tx),
-        "messages --limit": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery()),
-        "messages --from": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(sender=SENDER)),
-        "messages --since": lambda tx: sms_responder.find_messages(tx, sms_responder.MessageQuery(
+        "inbox: a session": lambda tx: inbox.session_of(tx, "token", time.time(), 12),
+        "inbox: a login": lambda tx: inbox.start_login(tx, "alice", time.time()),
+        "inbox: a new session": lambda tx: inbox.open_session(tx, "alice", time.time()),
+        "inbox: a hash re-made": lambda tx: inbox.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
+        "inbox: the list": lambda tx: inbox.conversation_list(tx, frozenset(), None, ""),
+        "inbox: a row of the list": lambda tx: inbox._summary(tx, SENDER, OUR_NUMBER),
+        "inbox: a conversation": lambda tx: inbox.conversation_entries(tx, SENDER, OUR_NUMBER),
+        "inbox: search for digits": lambda tx: inbox.conversation_list(tx, frozenset(), None, "555 0123"),
+        "inbox: search for words": lambda tx: inbox.conversation_list(tx, frozenset(), None, "ready now"),
+        "metrics: the outbox waiting": lambda tx: metrics.outbox_waiting(tx),
+        "metrics: opt-outs": lambda tx: metrics.opt_outs_total(tx),
+        "messages --limit": lambda tx: operating.find_messages(tx, operating.MessageQuery()),
+        "messages --from": lambda tx: operating.find_messages(tx, operating.MessageQuery(sender=SENDER)),
+        "messages --since": lambda tx: operating.find_messages(tx, operating.MessageQuery(
             since=time.time() - 60)),
-        "stats": lambda tx: sms_responder.message_counts(tx, time.time() - 86400),
-        "opt-outs export --to": lambda tx: list(sms_responder.opt_outs_in_force(tx, OUR_NUMBER)),
-        "opt-outs remove": lambda tx: sms_responder.remove_opt_outs(tx, SENDER, [OUR_NUMBER]),
+        "stats": lambda tx: operating.message_counts(tx, time.time() - 86400),
+        "opt-outs export --to": lambda tx: list(operating.opt_outs_in_force(tx, OUR_NUMBER)),
+        "opt-outs remove": lambda tx: operating.remove_opt_outs(tx, SENDER, [OUR_NUMBER]),
         "purge": lambda tx: sms_responder.purge_messages(tx, time.time() - 86400, 1000),
         "purge deliveries": lambda tx: sms_responder.purge_deliveries(tx, time.time() - 86400),
     }
@@ -633,48 +633,3 @@ class TestIndexes:
                     assert "Seq Scan" not in plan and ("Index" in plan or not reads_a_table), (sql, plan)
         finally:
             connection.close()
-
-
-# -- Installing as a package -------------------------------------------------------------------
-
-WHEELHOUSE = MODULE.parent / ".venv" / "wheelhouse"
-
-
-@pytest.mark.slow
-def test_pip_install_gives_a_working_sms_responder_command(tmp_path):
-    """`pip install .` into a fresh virtual environment (offline, from the wheelhouse `make test` fills)."""
-    if not WHEELHOUSE.is_dir():
-        (pytest.fail if os.environ.get("SMS_RESPONDER_REQUIRE_POSTGRES") == "1" else pytest.skip)(
-            "no .venv/wheelhouse: run `make test`, which fetches what `pip install .` needs")
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "sms_responder.py", "README.md"):
-        shutil.copy(MODULE.parent / name, project / name)
-    shutil.copytree(MODULE.parent / "sms_responder_web", project / "sms_responder_web")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index", "--find-links",
-                              str(WHEELHOUSE), f"{project}[postgres]"], capture_output=True, text=True, timeout=300)
-    assert install.returncode == 0, install.stderr
-    command = venv / "bin" / "sms-responder"
-    env = {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PLIVO_AUTH_TOKEN": AUTH_TOKEN, "PLIVO_NUMBER": OUR_NUMBER,
-           "DATABASE_URL": "sqlite:///installed.db"}
-    work = tmp_path / "work"
-    work.mkdir()
-    port = free_port()
-    service = Service([str(command), "serve", "--port", str(port)], env, work, port).start()
-    try:
-        answer = subprocess.run([str(command), "send", "hello"], env={**env, "PORT": str(port)}, cwd=work,
-                                capture_output=True, text=True, timeout=60)
-        assert answer.returncode == 0, answer.stderr
-        assert "You said: hello" in answer.stdout
-        listed = subprocess.run([str(command), "messages", "--json"], env=env, cwd=work, capture_output=True,
-                                text=True, timeout=60)
-        assert json.loads(listed.stdout)["reply"] == "You said: hello"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=10) as document:
-            assert json.load(document)["openapi"] == "3.1.0"  # the files beside the module were installed too
-    finally:
-        assert service.stop() == 0
-    imports = subprocess.run([str(venv / "bin" / "python"), "-c", "import sms_responder, psycopg;"
-                              " print(sms_responder.__file__)"], cwd=work, capture_output=True, text=True, timeout=60)
-    assert str(venv) in imports.stdout  # the installed module, not the checkout's

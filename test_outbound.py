@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sms_responder
+from sms_responder_surfaces import api
 from conftest import MODULE, connect, query
 from test_sms_responder import AUTH_ID, AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post, sdk_v3_signature
 
 NUMBERS = f"{OUR_NUMBER},{OTHER_NUMBER}"
-API = sms_responder.API_MESSAGES_PATH
+API = api.API_MESSAGES_PATH
 
 
 # -- Helpers -----------------------------------------------------------------
@@ -63,7 +64,7 @@ def make_token(app, name="orders", scopes=("send", "read")):
     """A token of every scope these tests use (send, read: what any token could do before scopes; see
     test_hardening.py for what each scope allows)."""
     with app.store.transaction() as tx:
-        return sms_responder.add_token(tx, name, time.time(), scopes)
+        return api.add_token(tx, name, time.time(), scopes)
 
 
 @pytest.fixture
@@ -587,7 +588,7 @@ class TestTextCommand:
 class TestOpenAPI:
     @pytest.fixture
     def document(self, client):
-        answer = client.get(sms_responder.OPENAPI_PATH, status=200)  # no token needed
+        answer = client.get(api.OPENAPI_PATH, status=200)  # no token needed
         assert answer.content_type == "application/json"
         return answer.json
 
@@ -710,8 +711,8 @@ class TestHostileInput:
                 return self.tx.execute(sql, params)
 
         with app.store.transaction() as tx:
-            assert sms_responder.token_holder(Spy(tx), token, time.time()).name == "orders"
-            assert sms_responder.token_holder(Spy(tx), token[:-1] + "x", time.time()) is None
+            assert api.token_holder(Spy(tx), token, time.time()).name == "orders"
+            assert api.token_holder(Spy(tx), token[:-1] + "x", time.time()) is None
         digest = sms_responder.token_digest(token)
         assert compared == [(digest, digest)]  # the match is confirmed by compare_digest
         assert all(token not in str(params) for _, params in statements)  # the token never reaches SQL

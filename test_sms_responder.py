@@ -1,6 +1,6 @@
-"""Tests for sms_responder: one class per step of the contract (../shared/CONTRACT.md).
+"""Tests for sms_responder: one class per step of the webhook (README: What the webhook does).
 
-Run with `make test` (or `.venv/bin/python -m pytest`). Requests are signed with
+Run with `make test` (or `.venv/bin/python -m pytest`; `-n 0` in one process). Requests are signed with
 the official plivo SDK; every app writes a real SQLite file under tmp_path.
 """
 

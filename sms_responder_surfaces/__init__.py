@@ -1,0 +1,21 @@
+"""The surfaces of sms_responder: what people and other systems use besides the webhook.
+
+The core, sms_responder.py beside this package, answers Plivo's webhooks and runs alone. Each module
+here is one surface built on it; the core knows them by name (SURFACES), imports each when it
+builds the application or the command line, and asks it for two things:
+
+    attach(app) -> routes       the WSGI routes it serves ({path: {method: handler}}; a path that
+                                ends in "/" serves every path below it); it may also give the app
+                                what the core calls back (metrics: app.metrics)
+    add_commands(commands)      its verbs on the command line (argparse sub-commands)
+
+    api         speaking first: /api/messages, its tokens and their scopes, the OpenAPI document
+                (openapi.json); the commands `text` and `tokens`. An outbound message is checked,
+                queued and shown here, for the inbox and `messages` too.
+    inbox       /inbox: the team's pages (templates/, static/), people and sessions; `users`
+    operating   the commands `messages`, `stats` and `opt-outs`
+    metrics     /metrics: Prometheus counters summed over a host's processes, gauges from the database
+
+A surface uses the core (its app, store, settings, plumbing and helpers), and names in its
+docstring what it uses; nothing in the core imports a surface but through SURFACES.
+"""
