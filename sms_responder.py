@@ -375,38 +375,88 @@ class TextFormatter(logging.Formatter):
         self._second: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        # logging's own format, the date and time text made once a second: it was most of a line's cost
-        second = int(record.created)
-        if second != self._second[0]:
-            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created)))
-        return f"{self._second[1]},{int(record.msecs):03d}"
+        return self.time_text(record.created)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        for key, value in getattr(record, "fields", {}).items():
-            text = str(value)
-            if not text or _NEEDS_QUOTES.search(text):
-                text = json.dumps(text)
-            line += f" {key}={text}"
+        line = super().formatMessage(record) + key_values(getattr(record, "fields", {}))
         return line.translate(_CONTROL_CHARS) if _HAS_CONTROL_CHARS.search(line) else line
+
+    def line(self, created: float, level: int, message: str, fields: Mapping[str, object]) -> str:
+        """What format() makes of a record of these (without exception or stack), for write_line."""
+        line = f"{self.time_text(created)} {logging.getLevelName(level)} {message}{key_values(fields)}"
+        return line.translate(_CONTROL_CHARS) if _HAS_CONTROL_CHARS.search(line) else line
+
+    def time_text(self, created: float) -> str:
+        # logging's own format (local time, milliseconds as LogRecord counts them), the date and time
+        # text made once a second: it was most of a line's cost
+        second = int(created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created)))
+        return f"{self._second[1]},{int((created - second) * 1000):03d}"
+
+
+def key_values(fields: Mapping[str, object]) -> str:
+    """` key=value` for each field; a value that is empty or holds a space, a quote or `=` is JSON-quoted."""
+    line = ""
+    for key, value in fields.items():
+        text = str(value)
+        if not text or _NEEDS_QUOTES.search(text):
+            text = json.dumps(text)
+        line += f" {key}={text}"
+    return line
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's fields, any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        line = json.dumps(entry, ensure_ascii=False, default=str)
+        traceback = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelno, record.getMessage(), getattr(record, "fields", {}),
+                         record.name, traceback)
+
+    def line(self, created: float, level: int, message: str, fields: Mapping[str, object],
+             logger: str = "sms_responder", traceback: str | None = None) -> str:
+        """What format() makes of a record of these, for write_line too."""
+        entry = {"time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+                 "level": logging.getLevelName(level), "logger": logger, "message": message, **fields}
+        if traceback:
+            entry["traceback"] = traceback
+        line = _JSON_LINE.encode(entry)
         # Only inside strings, where their escapes mean the same: the line stays one line for every reader.
         return line.translate(_JSON_LINE_BREAKS) if _HAS_JSON_LINE_BREAKS.search(line) else line
+
+
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps(entry, ensure_ascii=False, default=str)
+_LINE_FORMATTERS = (TextFormatter, JsonFormatter)
+
+
+def write_line(level: int, message: str, fields: Mapping[str, object]) -> None:
+    """Log one line of this module's logger as logging would (LOG_LEVEL, LOG_FORMAT, the same handlers and
+    text), but formatted and written straight to each handler's stream: the webhook's line, one per message.
+
+    logging's own path (a LogRecord, findCaller, the handler's filters) was most of a line's cost and
+    a sixth of a message's. A logger or handler this module did not set up the usual way (filters, a
+    handler of another kind or formatter, propagation) gets the record through logging, unchanged."""
+    if not log.isEnabledFor(level):
+        return
+    if log.propagate or log.filters or not log.handlers:
+        log.log(level, message, extra={"fields": fields})
+        return
+    created = time.time()
+    for handler in log.handlers:
+        formatter = handler.formatter
+        if (type(handler) is not logging.StreamHandler or type(formatter) not in _LINE_FORMATTERS
+                or handler.filters or level < handler.level):
+            if level >= handler.level:
+                handler.handle(log.makeRecord(log.name, level, "", 0, message, (), None, extra={"fields": fields}))
+            continue
+        with handler.lock:
+            try:
+                handler.stream.write(formatter.line(created, level, message, fields) + handler.terminator)
+                handler.stream.flush()
+            except Exception:  # as StreamHandler.emit: a broken stream is reported, never raised
+                handler.handleError(log.makeRecord(log.name, level, "", 0, message, (), None,
+                                                   extra={"fields": fields}))
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -3041,8 +3091,7 @@ class SmsResponder:
         fields["ms"] = round(seconds * 1000, 2)
         if self.metrics:
             self.metrics.webhook(fields["outcome"], seconds)
-        level = logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO
-        log.log(level, "webhook", extra={"fields": fields})
+        write_line(logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO, "webhook", fields)
 
 
 class NonceReused(HTTPError):
