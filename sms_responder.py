@@ -49,6 +49,7 @@ A new feature is a section of its own, placed where its data flows, entered from
 from __future__ import annotations
 
 import argparse
+import binascii
 import contextlib
 import dataclasses
 import enum
@@ -1577,10 +1578,10 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     V2 is accepted without PUBLIC_URL. Values that cannot be part of a URL are
     refused before this is called (check_url_headers).
     """
-    path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-                              safe="/;=,", encoding="latin1")
-    # A query of raw non-ASCII bytes is not a URL anyone signed; quoted, it fails the check as it should.
-    query = urllib.parse.quote(environ.get("QUERY_STRING", ""), safe="=&;%+/:,@!$'()*?~[]", encoding="latin1")
+    path = _quoted_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+    query = environ.get("QUERY_STRING", "")
+    if query:  # a query of raw non-ASCII bytes is not a URL anyone signed; quoted, it fails the check as it should
+        query = urllib.parse.quote(query, safe="=&;%+/:,@!$'()*?~[]", encoding="latin1")
     if public_url:
         base = public_url
     else:
@@ -1591,10 +1592,16 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     return base + path + (f"?{query}" if query else "")
 
 
+@functools.lru_cache(maxsize=64)  # bounded: the path is the client's; a service sees its two webhooks' again and again
+def _quoted_path(path: str) -> str:
+    return urllib.parse.quote(path, safe="/;=,", encoding="latin1")
+
+
 def _first(header: str | None) -> str:
     return header.split(",")[0].strip() if header else ""
 
 
+@functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
 def other_port_form(url: str) -> str | None:
     """The URL with its default port (:443, :80) removed if present, added if absent: Plivo may sign either."""
     parts = urllib.parse.urlsplit(url)
@@ -1609,27 +1616,26 @@ def other_port_form(url: str) -> str | None:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str) -> bytes:
+def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str,
+                 params_half: str | None = None) -> bytes:
     """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules.
 
-    The string to sign is the SDK's construct_post_url(url, params): its URL half is made by the SDK
-    (once per URL: it is the same for every request); its parameters half is what the SDK's
-    get_sorted_params_string makes of a form: each name in order, each of its values in order, name
-    and value run together. Property tests hold the result equal to the SDK's for any form.
+    The string to sign is the SDK's construct_post_url(url, params) and the nonce: its URL half is
+    made by the SDK (once per URL: it is the same for every request), its parameters half by
+    params_text (given as params_half when it is made already). Property tests hold the result
+    equal to the SDK's for any form.
     """
-    parts = [_signed_url(url, bool(params))]
-    for name in sorted(params):
-        values = params[name]
-        parts.extend(name + value for value in (values if len(values) == 1 else sorted(values)))
-    parts += (".", nonce)
-    signature = _keyed(token).copy()  # the key's part of HMAC, worked out once
-    signature.update("".join(parts).encode("utf-8"))
-    return b64encode(signature.digest())
+    if params_half is None:
+        params_half = params_text(params)
+    digest = hmac.digest(token, f"{_signed_url(url, bool(params))}{params_half}.{nonce}".encode("utf-8"), "sha256")
+    return binascii.b2a_base64(digest, newline=False)  # base64.b64encode, without its Python-level call
 
 
-@functools.lru_cache(maxsize=4)
-def _keyed(token: bytes) -> hmac.HMAC:
-    return hmac.new(token, digestmod="sha256")
+def params_text(params: Mapping[str, list[str]]) -> str:
+    """The string to sign's parameters half, as the SDK's get_sorted_params_string makes it of a form:
+    each name in order, each of its values in order, name and value run together; in one pass."""
+    return "".join([name + values[0] if len(values) == 1 else name + name.join(sorted(values))
+                    for name, values in sorted(params.items())])
 
 
 @functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
@@ -1639,47 +1645,53 @@ def _signed_url(url: str, has_params: bool) -> str:
 
 def v2_signature(token: bytes, url: str, nonce: str) -> bytes:
     """Plivo's V2 signature: HMAC-SHA256 over scheme://host/path + nonce (no query, no body)."""
+    return binascii.b2a_base64(hmac.digest(token, (_v2_base(url) + nonce).encode("utf-8"), "sha256"),
+                               newline=False)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
+def _v2_base(url: str) -> str:
     parts = urllib.parse.urlparse(url)  # the SDK's validate_signature drops params, query, fragment
-    base = urllib.parse.urlunparse((parts.scheme, parts.netloc, parts.path, "", "", ""))
-    return b64encode(hmac.new(token, (base + nonce).encode("utf-8"), hashlib.sha256).digest())
+    return urllib.parse.urlunparse((parts.scheme, parts.netloc, parts.path, "", "", ""))
 
 
-def signature_matches(expected: bytes, header: str) -> bool:
-    """Does any comma-separated signature in the header equal the expected one (constant time)?"""
-    candidates = header.encode("latin-1").split(b",")  # one signature per valid token
-    return any(hmac.compare_digest(expected, candidate.strip()) for candidate in candidates)
+def signature_matches(expected: bytes, headers: Iterable[str]) -> bool:
+    """Does any comma-separated signature in the headers equal the expected one (constant time)?"""
+    for header in headers:
+        for candidate in header.encode("latin-1").split(b","):  # one signature per valid token
+            if hmac.compare_digest(expected, candidate.strip()):
+                return True
+    return False
 
 
 def signature_is_valid(headers: SignatureHeaders, environ: WSGIEnvironment, url: str,
                        params: Mapping[str, list[str]] | None, token: bytes) -> bool:
-    """Check one signature version for this request; params is None when the body did not parse."""
+    """Check one signature version for this request; params is None when the body did not parse.
+
+    The URL as seen is checked first; its other default-port form only when that fails (it is rarely
+    needed), with the same parameters half of the string to sign, made once."""
     nonce = environ.get(headers.nonce, "")
     presented = [environ[name] for name in headers.signatures if environ.get(name)]
     if not nonce or not presented:
         return False
     if headers is V3_HEADERS and params is None:
         return False  # V3 covers the body, and there is no body to cover
-
-    if signed_for(headers, url, params, nonce, token, presented):
-        return True
-    other_url = other_port_form(url)  # only when the URL as seen did not match: it is rarely needed
-    return other_url is not None and signed_for(headers, other_url, params, nonce, token, presented)
-
-
-def signed_for(headers: SignatureHeaders, url: str, params: Mapping[str, list[str]] | None, nonce: str,
-               token: bytes, presented: list[str]) -> bool:
-    """Does any presented signature header hold this version's signature of the request at `url`?"""
     try:
         if headers is V3_HEADERS:
-            expected = v3_signature(token, url, params, nonce)
+            params_half = params_text(params)  # the same for either URL: made once
+            expected = v3_signature(token, url, params, nonce, params_half)
         else:
             expected = v2_signature(token, url, nonce)
+        if signature_matches(expected, presented):
+            return True
+        other_url = other_port_form(url)  # only when the URL as seen did not match: it is rarely needed
+        if other_url is None:
+            return False
+        expected = (v3_signature(token, other_url, params, nonce, params_half) if headers is V3_HEADERS
+                    else v2_signature(token, other_url, nonce))
+        return signature_matches(expected, presented)
     except UnicodeError:  # the SDK cannot make the string to sign of a query with non-ASCII bytes: nobody signed it
         return False
-    for header in presented:
-        if signature_matches(expected, header):
-            return True
-    return False
 
 
 # -- Messages: an inbound message, its state, the reply's text ----------------
