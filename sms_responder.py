@@ -836,7 +836,7 @@ class Transaction:
     def batch(self) -> contextlib.AbstractContextManager:
         """A block whose statements may travel to the database together (PostgreSQL's pipeline: one round
         trip, its BEGIN included); their results are read after it."""
-        return contextlib.nullcontext()
+        return _NO_BATCH
 
     def commit_early(self) -> None:
         """Nothing more will be written: a database that can commit in the same round trip as the last
@@ -867,6 +867,9 @@ class Transaction:
         take turns anyway: BEGIN IMMEDIATE)."""
 
 
+_NO_BATCH = contextlib.nullcontext()  # holds nothing: one serves every transaction
+
+
 class SQLiteTransaction(Transaction):
     """Transaction on a SQLite connection."""
 
@@ -892,7 +895,7 @@ class _Job:
 
     def __init__(self, work: Callable[[Transaction], Any]) -> None:
         self.work, self.result, self.error, self.finished = work, None, None, False
-        self.wake: threading.Event | None = None  # a waiting job's: set when finished, or when it is to lead
+        self.wake = threading.Event()  # set when it is finished, or when it is to lead the next batch
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -904,10 +907,12 @@ class GroupCommit:
     """Runs the work of many threads in shared transactions: one commit, one fsync, per batch.
 
     SQLite commits one transaction at a time, and at SQLITE_SYNCHRONOUS=full each commit waits
-    for the disk. A thread with work queues it; if no batch is being written, it leads: it runs
-    every queued job in one transaction, each in a savepoint so that a failing job undoes only
-    its own work, commits, hands each job its result, and passes the lead to a job that arrived
-    meanwhile. Alone, a job is its own batch; under load, one fsync serves many messages.
+    for the disk. A thread whose work finds no batch being written writes it at once, alone (no
+    queue, no savepoint: the bookkeeping is only for work that has to wait). A thread that finds a
+    batch being written queues its work and waits; when the batch is done, the first waiting job
+    leads the next one: it runs every queued job in one transaction, each in a savepoint so that a
+    failing job undoes only its own work, commits, hands each job its result, and passes the lead
+    on. Alone, a job is its own batch; under load, one fsync serves many messages.
     """
 
     def __init__(self, store: SQLiteStore) -> None:
@@ -918,15 +923,19 @@ class GroupCommit:
 
     def run(self, work: Callable[[Transaction], Any]) -> Any:
         """work(tx) inside a transaction shared with other threads' work; its result, or its exception."""
-        job = _Job(work)
         with self._lock:
-            self._queue.append(job)
             leads, self._leading = not self._leading, True
             if not leads:
-                job.wake = threading.Event()
-        if not leads:
-            job.wake.wait()
-        if not job.finished:  # leading: this job is in the batch it writes
+                job = _Job(work)
+                self._queue.append(job)
+        if leads:  # nothing is being written: no batch can form before this work is done
+            try:
+                with self.store.transaction() as tx:
+                    return work(tx)
+            finally:
+                self._pass_lead()
+        job.wake.wait()
+        if not job.finished:  # woken to lead: this job is in the batch it writes
             self._write_batch()
         return job.outcome()
 
@@ -944,12 +953,16 @@ class GroupCommit:
             with self._lock:
                 for job in batch:
                     job.finished = True
-                    if job.wake:
-                        job.wake.set()
-                successor = self._queue[0] if self._queue else None
-                self._leading = successor is not None
-            if successor:
-                successor.wake.set()  # it waits: only the leader's own job has no Event
+                    job.wake.set()
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """The first job that waits leads the next batch; with none waiting, the next thread writes at once."""
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._leading = successor is not None
+        if successor:
+            successor.wake.set()
 
     @staticmethod
     def _run_job(tx: Transaction, job: _Job, isolated: bool) -> None:
@@ -969,11 +982,56 @@ class GroupCommit:
         tx.execute("RELEASE job")
 
 
+class SQLiteWrite:
+    """One write transaction on a SQLite store, as a context manager (SQLiteStore.transaction): the
+    writers' turn and BEGIN IMMEDIATE on entering; COMMIT when the block ends, ROLLBACK if it raises;
+    the connection back to the pool. A class rather than a generator: every webhook opens one, and
+    contextlib's machinery cost as much as the rest of this."""
+
+    __slots__ = ("store", "connection", "identity", "turn")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> SQLiteTransaction:
+        store = self.store
+        self.connection, self.identity = store._acquire()
+        try:
+            self.turn = store._take_turn(self.identity)
+            try:
+                self.connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                store._pass_turn(self.turn)
+                raise
+        except BaseException as error:
+            store._after_failure(self.connection, self.identity, error)
+            raise
+        return SQLiteTransaction(store, self.connection)
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        store, connection = self.store, self.connection
+        try:
+            try:
+                if error is None:
+                    connection.execute("COMMIT")
+                else:
+                    _rollback(connection)
+            finally:
+                store._pass_turn(self.turn)
+        except BaseException as failure:  # COMMIT or ROLLBACK failed
+            store._after_failure(connection, self.identity, failure)
+            raise
+        if error is None:
+            store._release(connection, self.identity)
+        else:  # the block's own error goes on, as StoreUnavailable if the database cannot be used now
+            store._after_failure(connection, self.identity, error)
+
+
 class SQLiteStore:
     """Messages and opt-outs in one SQLite file, safe for many threads and processes.
 
     WAL mode lets readers and one writer work at once; writers take turns on a
-    lock file (_writers_turn), then BEGIN IMMEDIATE, so a count read inside a
+    lock file (_take_turn), then BEGIN IMMEDIATE, so a count read inside a
     transaction is still true at commit. Connections are pooled, each used by
     one thread at a time. Webhooks share transactions through GroupCommit.
     """
@@ -993,28 +1051,20 @@ class SQLiteStore:
         """work(tx) in a transaction, possibly shared with other threads' work (group commit)."""
         return self._group_commit.run(work)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[SQLiteTransaction]:
+    def transaction(self) -> SQLiteWrite:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        connection, identity = self._acquire()
-        try:
-            with self._writers_turn(identity):
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield SQLiteTransaction(self, connection)
-                except BaseException:
-                    _rollback(connection)
-                    raise
-                connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            connection.close()  # its state is unknown; the next request opens a fresh one
-            if error.sqlite_errorcode & 0xFF in SQLITE_UNAVAILABLE:  # low byte: the primary result code
-                raise StoreUnavailable(f"{self.path}: {error}") from error
-            raise
-        except BaseException:
+        return SQLiteWrite(self)
+
+    def _after_failure(self, connection: sqlite3.Connection, identity: tuple[int, int], error: BaseException) -> None:
+        """After a transaction that raised: a connection whose SQLite call failed is closed (its state is
+        unknown; the next request opens a fresh one), and a database that cannot be used now raises
+        StoreUnavailable; any other connection goes back to the pool."""
+        if not isinstance(error, sqlite3.Error):
             self._release(connection, identity)
-            raise
-        self._release(connection, identity)
+            return
+        connection.close()
+        if error.sqlite_errorcode & 0xFF in SQLITE_UNAVAILABLE:  # low byte: the primary result code
+            raise StoreUnavailable(f"{self.path}: {error}") from error
 
     @contextlib.contextmanager
     def reading(self, missing_ok: bool = False) -> Iterator[SQLiteTransaction]:
@@ -1062,9 +1112,9 @@ class SQLiteStore:
         for connection, _ in idle:
             connection.close()
 
-    @contextlib.contextmanager
-    def _writers_turn(self, identity: tuple[int, int]) -> Iterator[None]:
-        """Wait for this file's other writers, threads and processes, in the kernel (flock).
+    def _take_turn(self, identity: tuple[int, int]) -> int:
+        """Wait for this file's other writers, threads and processes, in the kernel (flock); the lock
+        file's descriptor, for _pass_turn.
 
         SQLite's busy handler makes a blocked writer sleep and retry, up to 100 ms at a time,
         which gives several gunicorn workers on one file a long tail of slow answers. Queuing on
@@ -1072,13 +1122,18 @@ class SQLiteStore:
         SQLite's own locking still guards the data, so nothing breaks if another program
         writes without it.
         """
-        with self._writer_lock:
+        self._writer_lock.acquire()
+        try:
             fd = self._writer_fd(identity)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._writer_lock.release()
+            raise
+        return fd
+
+    def _pass_turn(self, fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self._writer_lock.release()
 
     def _writer_fd(self, identity: tuple[int, int]) -> int:
         # Reopened after a fork (a shared open file would share the lock) or a replaced database file.
