@@ -2,6 +2,9 @@
 """Benchmarks for sms_responder: figures printed, never asserted.
 
     python bench_sms_responder.py inprocess   # cost per webhook, by path, calling the WSGI app directly
+    python bench_sms_responder.py inprocess --compare main
+                                              # the same, this module and main's side by side, rounds alternated
+    python bench_sms_responder.py profile     # where a replied message's CPU goes, step by step (--compare too)
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
@@ -40,6 +43,11 @@ import uuid
 from pathlib import Path
 
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
+
+# --compare: a run of this benchmark measures another release's module (and its surfaces), copied into a
+# folder that comes first on the path; the benchmark's own code is the same for both.
+if os.environ.get("BENCH_MODULE_FOLDER"):
+    sys.path.insert(0, os.environ["BENCH_MODULE_FOLDER"])
 
 import sms_responder
 from sms_responder_surfaces import api, inbox
@@ -196,6 +204,90 @@ def consent_matcher_cost(loops=100):
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         costs[f"{name} ({len(texts)})"] = (wall / (loops * len(texts)) * 1e6, cpu / (loops * len(texts)) * 1e6)
     return costs
+
+
+def run_compare(args, mode="inprocess"):
+    """The in-process rows (or the profile's) of this module and of an older release's (git show REF), side
+    by side: rounds alternate between the two, each in a process of its own; each row is the median of its
+    rounds."""
+    here = Path(__file__).resolve().parent
+    rounds = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as folder:
+        older = Path(folder) / "older"
+        older.mkdir()
+        archive = subprocess.run(["git", "archive", args.compare, "sms_responder.py", "sms_responder_surfaces"],
+                                 cwd=here, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(older)], input=archive, check=True)
+        for number in range(args.rounds):
+            for label, env in (("before", {"BENCH_MODULE_FOLDER": str(older)}), ("after", {})):
+                figures = Path(folder) / f"{label}-{number}.json"
+                run = subprocess.run([sys.executable, str(Path(__file__).resolve()), mode, "--rounds", "1",
+                                      "--messages", str(args.messages), "--synchronous", args.synchronous,
+                                      "--reply-mode", args.reply_mode, "--json", str(figures)],
+                                     env={**os.environ, **env}, cwd=here, capture_output=True, text=True)
+                if run.returncode:
+                    raise SystemExit(f"the {label} run failed:\n{run.stderr[-3000:]}")
+                rounds[label].append({row["path"]: row["cpu_us"] for row in json.loads(figures.read_text())["results"]})
+    rows = []
+    for path in rounds["after"][0]:
+        before = statistics.median(sample[path] for sample in rounds["before"] if path in sample) \
+            if path in rounds["before"][0] else None
+        after = statistics.median(sample[path] for sample in rounds["after"])
+        rows.append({"path": path, f"cpu_us {args.compare}": "-" if before is None else round(before, 1),
+                     "cpu_us now": round(after, 1), "now/before": "-" if before is None else f"{after / before:.2f}"})
+    return {"mode": mode, "compare": args.compare, "messages": args.messages, "rounds": args.rounds,
+            "synchronous": args.synchronous, "reply_mode": args.reply_mode, "results": rows}
+
+
+def run_profile(args):
+    """Where a replied message's CPU goes: each step of the webhook timed alone, in the order the webhook
+    takes them (the README's steps), over the same requests; `the rest` is the whole request less them.
+    With --compare, the same for the module of git REF, side by side (see run_compare)."""
+    if args.compare:
+        return run_compare(args, mode="profile")
+    folder = tempfile.mkdtemp()
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
+                                   database_url=f"sqlite:///{Path(folder) / 'bench.db'}",
+                                   sqlite_synchronous=args.synchronous, reply_limit=1_000_000)
+    quiet_logging(app)
+    app.store.ping()
+    count, samples = args.messages, {}
+
+    def timed_step(name, step, inputs):
+        cpu = time.process_time()
+        outputs = [step(each) for each in inputs]
+        samples.setdefault(name, []).append((time.process_time() - cpu) / count * 1e6)
+        return outputs
+
+    for _ in range(args.rounds):
+        requests = [signed_request(webhook_form(f"1415{i:07d}", "hello")) for i in range(count)]
+        environs = [environ_for(body, dict(headers)) for body, headers in requests]
+        bodies = timed_step("1. read_body", lambda environ: sms_responder.read_body(
+            environ, app.settings.max_body_bytes), environs)
+        forms = timed_step("   parse_form", sms_responder.parse_form, bodies)
+        timed_step("2. verify_signature", lambda pair: app.verify_signature(*pair), list(zip(environs, forms)))
+        messages = timed_step("4. parse_inbound", lambda form: sms_responder.parse_inbound(form, app.our_numbers),
+                              forms)
+        now = time.time()
+        decisions = timed_step("5-9. store.run(record): the read, deciding, the insert, the commit", lambda message:
+                               app.store.run(lambda tx: app.record(tx, message, now, None)), messages)
+        with app.store.reading() as history:  # deciding alone, on the state the read found for a new message
+            state = sms_responder.MessageState(False, False, False, 0)
+            timed_step("   of which deciding (Decider.decide)", lambda message: app.decider.decide(
+                history, message, now, app.rules.current(), state), messages)
+        responses = timed_step("   the XML answer (xml_answer)", lambda pair: app.xml_answer(*pair),
+                               list(zip(messages, decisions)))
+        timed_step("   the log line (log_webhook)", lambda response: app.log_webhook(response, time.perf_counter()),
+                   responses)
+        environs = [environ_for(*signed_request(webhook_form(f"1416{i:07d}", "hello"))) for i in range(count)]
+        timed_step("the whole request (app(environ, start_response))", lambda environ: b"".join(
+            app(environ, lambda status, headers, exc_info=None: None)), environs)
+    app.close()
+    rows = {name: statistics.median(values) for name, values in samples.items()}
+    steps = sum(value for name, value in rows.items() if not name.startswith(("   of which", "the whole")))
+    rows["the rest: routing, headers, Response, WSGI"] = rows["the whole request (app(environ, start_response))"] - steps
+    return {"mode": "profile", "messages": count, "rounds": args.rounds, "synchronous": args.synchronous,
+            "results": [{"path": name, "cpu_us": round(value, 1)} for name, value in rows.items()]}
 
 
 # -- What reply rules cost -------------------------------------------------------
@@ -1013,7 +1105,7 @@ def print_table(report):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["inprocess", "outbox", "rules", "operations", "inbox", "growth", "http",
+    parser.add_argument("mode", choices=["inprocess", "profile", "outbox", "rules", "operations", "inbox", "growth", "http",
                                          "matrix", "goals"])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per path and round; http: pre-signed requests, enough for --seconds"
@@ -1040,6 +1132,8 @@ def parse_args(argv):
                         help="growth: stored messages to measure at, comma-separated (default: %(default)s)")
     parser.add_argument("--folder", default=None, help="growth: where the large databases go (default: the temp dir)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--compare", metavar="REF", help="inprocess: also measure the module of git REF (e.g. main),"
+                                                         " rounds alternated, and print both side by side")
     args = parser.parse_args(argv)
     if args.messages is None:
         args.messages = {"http": 120_000, "matrix": 120_000, "operations": 1_000_000, "inbox": 1_000_000}.get(
@@ -1049,8 +1143,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = {"inprocess": run_inprocess, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
-              "inbox": run_inbox, "growth": run_growth, "http": run_http, "matrix": run_matrix, "goals": run_goals}[args.mode](args)
+    run = run_compare if args.mode == "inprocess" and args.compare else {
+        "inprocess": run_inprocess, "profile": run_profile, "outbox": run_outbox, "rules": run_rules, "operations": run_operations,
+        "inbox": run_inbox, "growth": run_growth, "http": run_http, "matrix": run_matrix, "goals": run_goals}[args.mode]
+    report = run(args)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
