@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -180,6 +181,8 @@ class TestRequest:
         status, headers, again = ask(service, token, f"+{SENDER}")
         assert status == 200 and "Location" not in headers
         assert again == {**first, "sends": 2, "checks_left": 4}  # same id, same expires_at
+        shown = call(service, "GET", f"{VERIFICATIONS}/{first['id']}", token)[2]
+        assert (shown["sends"], shown["checks_left"], shown["expires_at"]) == (2, 4, first["expires_at"])
         assert sent_codes(fake_api, count=2) == [code, code]
 
     def test_beyond_verify_max_sends_429_with_retry_after_until_it_expires(self, deployment, token, fake_api,
@@ -591,6 +594,62 @@ class TestRaces:
         assert len({answer.get("id") for status, _, answer in answers if status != 429}) == 1
         assert query(database_url, "SELECT count(*), max(sends) FROM verifications") == [(1, 5)]
         assert len(set(sent_codes(fake_api, count=5))) == 1
+
+
+    @pytest.mark.postgresql_only
+    @pytest.mark.parametrize("right", [True, False], ids=["right codes", "wrong codes"])
+    def test_a_check_that_read_pending_before_another_committed_finds_what_that_one_left(self, make_app, env,
+                                                                                          database_url, right):
+        """Two checks interleaved in the database, deterministically: the second reads the verification while
+        the first has written and not committed. (On SQLite this cannot happen: writers take turns, each
+        transaction whole, BEGIN IMMEDIATE.) The second's conditional UPDATE then matches nothing."""
+        app = make_app(**settings_of(env), verify_max_checks=1)
+        token = make_token(app)
+        verification_id = webtest.TestApp(app).post_json(VERIFICATIONS, {"to": SENDER}, headers=bearer(token)).json["id"]
+        [(seed, digits)] = query(database_url, "SELECT seed, digits FROM verifications")
+        code = verification.code_of(verification.code_key(AUTH_TOKEN), verification_id, seed, digits)
+        code = code if right else wrong(code)
+        checks, results = verification.Verifications(app), {}
+        first_wrote, second_read, release = threading.Event(), threading.Event(), threading.Event()
+
+        def first():
+            with app.store.transaction() as tx:
+                results["first"] = checks.check_code(tx, "signup", verification_id, code, time.time())[1]
+                first_wrote.set()
+                release.wait(10)
+
+        def second():
+            first_wrote.wait(10)
+            with app.store.transaction() as tx:
+                results["second"] = checks.check_code(Signalling(tx, second_read), "signup", verification_id, code,
+                                                      time.time())[1]
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        assert second_read.wait(10)  # it has read the verification as the first left it before committing
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        assert results == ({"first": "approved", "second": "already_approved"} if right else
+                           {"first": "max_attempts", "second": "max_attempts"})
+        assert query(database_url, "SELECT status, checks_left FROM verifications") == [
+            ("approved", 1) if right else ("max_attempts", 0)]
+
+
+class Signalling:
+    """A transaction that sets an event once its first statement has run."""
+
+    def __init__(self, tx, event):
+        self.tx, self.event = tx, event
+
+    def execute(self, sql, params=()):
+        cursor = self.tx.execute(sql, params)
+        self.event.set()
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self.tx, name)
 
 
 @pytest.mark.postgresql_only

@@ -309,10 +309,12 @@ def add_verification(tx: Transaction, verification: Verification, token: str, pr
          tx.timestamp(verification.expires_at.timestamp())))
 
 
-def add_send(tx: Transaction, verification_id: str, max_sends: int) -> bool:
-    """One more send of the same code; False once VERIFY_MAX_SENDS are done."""
-    return tx.execute("UPDATE verifications SET sends = sends + 1 WHERE id = ? AND sends < ?",
-                      (verification_id, max_sends)).rowcount == 1
+def add_send(tx: Transaction, verification_id: str, max_sends: int) -> Verification | None:
+    """One more send of the same code (nothing else changes); the verification after, None once
+    VERIFY_MAX_SENDS are done."""
+    row = tx.execute(f"UPDATE verifications SET sends = sends + 1 WHERE id = ? AND sends < ? RETURNING {COLUMNS}",
+                     (verification_id, max_sends)).fetchone()
+    return row and verification_of_row(tx, row)
 
 
 def approve(tx: Transaction, verification_id: str, now: float) -> bool:
@@ -421,7 +423,8 @@ class Verifications:
         if current and current.status(now) == "expired":
             mark_expired(tx, current.id)
             current = None
-        if current and not add_send(tx, current.id, self.settings.verify_max_sends):
+        resent = current and add_send(tx, current.id, self.settings.verify_max_sends)
+        if current and not resent:
             wait = max(1, math.ceil(current.expires_at.timestamp() - now))
             raise Refused(HTTPStatus.TOO_MANY_REQUESTS, "max sends reached", "max_sends",
                           (("Retry-After", str(wait)),), id=current.id)
@@ -429,10 +432,7 @@ class Verifications:
             check_api_limit(tx, token, self.settings.api_limit, now)
         except ApiError as refusal:
             raise Refused(refusal.status, refusal.reason, "api_limit", refusal.headers) from None
-        if current:
-            verification = dataclasses.replace(current, sends=current.sends + 1)
-        else:
-            verification = self.new_verification(tx, token, asked, now)
+        verification = resent or self.new_verification(tx, token, asked, now)
         masked = code_text(self.settings.verify_text, MASK, now, verification.expires_at.timestamp())
         queue_outbound(tx, OutboundRequest(asked.to, masked, asked.src), token, "api", now,
                        text_source=f"{TEXT_SOURCE}:{verification.id}")
