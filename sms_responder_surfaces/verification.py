@@ -277,6 +277,7 @@ COLUMNS = ("id, to_number, from_number, seed, digits, status, sends, checks_left
 
 
 def verification_of_row(history: Transaction, row: tuple) -> Verification:
+    """The Verification of a row read as COLUMNS."""
     return Verification(*row[:8], history.moment(row[8]), history.moment(row[9]),
                         row[10] and history.moment(row[10]))
 
@@ -301,6 +302,7 @@ def mark_expired(tx: Transaction, verification_id: str) -> None:
 
 
 def add_verification(tx: Transaction, verification: Verification, token: str, prefix: str) -> None:
+    """Store a new verification (the unique index verifications_pending refuses a second pending one)."""
     tx.execute(
         "INSERT INTO verifications (id, token, to_number, from_number, prefix, seed, digits, status, sends,"
         " checks_left, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?, ?)",
