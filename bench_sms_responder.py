@@ -35,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.parse
@@ -995,7 +996,8 @@ def run_matrix(args):
 
 # -- The cost goals, each with its figure ------------------------------------------
 
-PEERS = Path(__file__).resolve().parent.parent / "shared" / "peers"
+# BENCH_PEERS: a set-up copy elsewhere (setup.sh writes its .venv and node_modules beside itself).
+PEERS = Path(os.environ.get("BENCH_PEERS") or Path(__file__).resolve().parent.parent / "shared" / "peers")
 
 
 def run_goals(args):
@@ -1076,12 +1078,16 @@ def run_peers(args):
         return None
     folder = tempfile.mkdtemp()
     here = Path(__file__).resolve().parent
+    # our own virtual environment's uwsgi (requirements-bench.txt pins the peers' version): it has our
+    # dependencies; without one, the peers' uwsgi (the same version) with our packages first on the path
+    uwsgi = Path(sys.executable).parent / "uwsgi"
+    if not uwsgi.exists():
+        uwsgi = f"PYTHONPATH={sysconfig.get_paths()['purelib']} {PEERS / '.venv' / 'bin' / 'uwsgi'}"
     ours = []
     for port, (name, durability, threads) in enumerate(PEER_HOSTS, start=8132):
-        # our own virtual environment's uwsgi (requirements-bench.txt pins the peers' version): it has our dependencies
-        uwsgi = (f"{Path(sys.executable).parent / 'uwsgi'} --http11-socket 127.0.0.1:$PORT --module"
-                 f" sms_responder:application --master --processes 1 --threads {threads} --disable-logging")
-        ours += ["-a", f"{name} {port} {here} SQLITE_SYNCHRONOUS={durability} {uwsgi}"]
+        host = (f"{uwsgi} --http11-socket 127.0.0.1:$PORT --module sms_responder:application --master"
+                f" --processes 1 --threads {threads} --disable-logging")
+        ours += ["-a", f"{name} {port} {here} SQLITE_SYNCHRONOUS={durability} {host}"]
     subprocess.run(["bash", str(PEERS / "bench.sh"), "-r", "3", "-d", str(args.seconds), "-n", "-o", folder,
                     *ours, "fastify", "fastify-full", "flask"], check=True, stdout=sys.stderr)
     print(f"  peers' runs: {Path(folder) / 'runs.tsv'}", file=sys.stderr, flush=True)
