@@ -1088,7 +1088,8 @@ def run_peers(args):
         host = (f"{uwsgi} --http11-socket 127.0.0.1:$PORT --module sms_responder:application --master"
                 f" --processes 1 --threads {threads} --disable-logging")
         ours += ["-a", f"{name} {port} {here} SQLITE_SYNCHRONOUS={durability} {host}"]
-    subprocess.run(["bash", str(PEERS / "bench.sh"), "-r", "3", "-d", str(args.seconds), "-n", "-o", folder,
+    subprocess.run(["bash", str(PEERS / "bench.sh"), "-r", str(args.peer_rounds), "-R", str(args.peer_retries),
+                    "-d", str(args.seconds), "-n", "-o", folder,
                     *ours, "fastify", "fastify-full", "flask"], check=True, stdout=sys.stderr)
     print(f"  peers' runs: {Path(folder) / 'runs.tsv'}", file=sys.stderr, flush=True)
     runs = {}
@@ -1190,6 +1191,9 @@ def parse_args(argv):
     parser.add_argument("--no-pin", action="store_true", help="http: do not pin server and load to separate CPUs")
     parser.add_argument("--sizes", default="0,1000000,10000000",
                         help="growth: stored messages to measure at, comma-separated (default: %(default)s)")
+    parser.add_argument("--peer-rounds", type=int, default=3, help="goals: the peers' rounds (default: %(default)s)")
+    parser.add_argument("--peer-retries", type=int, default=2,
+                        help="goals: reruns of a peers' run disturbed by other processes (default: %(default)s)")
     parser.add_argument("--growth-backends", default="sqlite,postgresql",
                         help="growth, goals: the databases to grow, comma-separated (default: %(default)s)")
     parser.add_argument("--folder", default=None, help="growth: where the large databases go (default: the temp dir)")
