@@ -51,6 +51,7 @@ A new feature is a section of its own, placed where its data flows, entered from
 from __future__ import annotations
 
 import argparse
+import binascii
 import contextlib
 import dataclasses
 import enum
@@ -89,7 +90,7 @@ from datetime import UTC, date, datetime, tzinfo
 from http import HTTPStatus
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -139,6 +140,8 @@ _NUMBER_NOISE = re.compile(r"[\s().-]")
 
 def number_key(number: str) -> str:
     """A phone number for comparing: '+1 415-555-0100' and '14155550100' are the same."""
+    if number.isdigit():  # as Plivo writes numbers: nothing to take out
+        return number
     return _NUMBER_NOISE.sub("", number).removeprefix("+")
 
 
@@ -410,38 +413,88 @@ class TextFormatter(logging.Formatter):
         self._second: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        # logging's own format, the date and time text made once a second: it was most of a line's cost
-        second = int(record.created)
-        if second != self._second[0]:
-            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created)))
-        return f"{self._second[1]},{int(record.msecs):03d}"
+        return self.time_text(record.created)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        for key, value in getattr(record, "fields", {}).items():
-            text = str(value)
-            if not text or _NEEDS_QUOTES.search(text):
-                text = json.dumps(text)
-            line += f" {key}={text}"
+        line = super().formatMessage(record) + key_values(getattr(record, "fields", {}))
         return line.translate(_CONTROL_CHARS) if _HAS_CONTROL_CHARS.search(line) else line
+
+    def line(self, created: float, level: int, message: str, fields: Mapping[str, object]) -> str:
+        """What format() makes of a record of these (without exception or stack), for write_line."""
+        line = f"{self.time_text(created)} {logging.getLevelName(level)} {message}{key_values(fields)}"
+        return line.translate(_CONTROL_CHARS) if _HAS_CONTROL_CHARS.search(line) else line
+
+    def time_text(self, created: float) -> str:
+        # logging's own format (local time, milliseconds as LogRecord counts them), the date and time
+        # text made once a second: it was most of a line's cost
+        second = int(created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created)))
+        return f"{self._second[1]},{int((created - second) * 1000):03d}"
+
+
+def key_values(fields: Mapping[str, object]) -> str:
+    """` key=value` for each field; a value that is empty or holds a space, a quote or `=` is JSON-quoted."""
+    line = ""
+    for key, value in fields.items():
+        text = str(value)
+        if not text or _NEEDS_QUOTES.search(text):
+            text = json.dumps(text)
+        line += f" {key}={text}"
+    return line
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's fields, any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        line = json.dumps(entry, ensure_ascii=False, default=str)
+        traceback = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelno, record.getMessage(), getattr(record, "fields", {}),
+                         record.name, traceback)
+
+    def line(self, created: float, level: int, message: str, fields: Mapping[str, object],
+             logger: str = "sms_responder", traceback: str | None = None) -> str:
+        """What format() makes of a record of these, for write_line too."""
+        entry = {"time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+                 "level": logging.getLevelName(level), "logger": logger, "message": message, **fields}
+        if traceback:
+            entry["traceback"] = traceback
+        line = _JSON_LINE.encode(entry)
         # Only inside strings, where their escapes mean the same: the line stays one line for every reader.
         return line.translate(_JSON_LINE_BREAKS) if _HAS_JSON_LINE_BREAKS.search(line) else line
+
+
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps(entry, ensure_ascii=False, default=str)
+_LINE_FORMATTERS = (TextFormatter, JsonFormatter)
+
+
+def write_line(level: int, message: str, fields: Mapping[str, object]) -> None:
+    """Log one line of this module's logger as logging would (LOG_LEVEL, LOG_FORMAT, the same handlers and
+    text), but formatted and written straight to each handler's stream: the webhook's line, one per message.
+
+    logging's own path (a LogRecord, findCaller, the handler's filters) was most of a line's cost and
+    a sixth of a message's. A logger or handler this module did not set up the usual way (filters, a
+    handler of another kind or formatter, propagation) gets the record through logging, unchanged."""
+    if not log.isEnabledFor(level):
+        return
+    if log.propagate or log.filters or not log.handlers:
+        log.log(level, message, extra={"fields": fields})
+        return
+    created = time.time()
+    for handler in log.handlers:
+        formatter = handler.formatter
+        if (type(handler) is not logging.StreamHandler or type(formatter) not in _LINE_FORMATTERS
+                or handler.filters or level < handler.level):
+            if level >= handler.level:
+                handler.handle(log.makeRecord(log.name, level, "", 0, message, (), None, extra={"fields": fields}))
+            continue
+        with handler.lock:
+            try:
+                handler.stream.write(formatter.line(created, level, message, fields) + handler.terminator)
+                handler.stream.flush()
+            except Exception:  # as StreamHandler.emit: a broken stream is reported, never raised
+                handler.handleError(log.makeRecord(log.name, level, "", 0, message, (), None,
+                                                   extra={"fields": fields}))
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -852,7 +905,7 @@ class Transaction:
     def batch(self) -> contextlib.AbstractContextManager:
         """A block whose statements may travel to the database together (PostgreSQL's pipeline: one round
         trip, its BEGIN included); their results are read after it."""
-        return contextlib.nullcontext()
+        return _NO_BATCH
 
     def commit_early(self) -> None:
         """Nothing more will be written: a database that can commit in the same round trip as the last
@@ -883,6 +936,9 @@ class Transaction:
         take turns anyway: BEGIN IMMEDIATE)."""
 
 
+_NO_BATCH = contextlib.nullcontext()  # holds nothing: one serves every transaction
+
+
 class SQLiteTransaction(Transaction):
     """Transaction on a SQLite connection."""
 
@@ -908,7 +964,7 @@ class _Job:
 
     def __init__(self, work: Callable[[Transaction], Any]) -> None:
         self.work, self.result, self.error, self.finished = work, None, None, False
-        self.wake: threading.Event | None = None  # a waiting job's: set when finished, or when it is to lead
+        self.wake = threading.Event()  # set when it is finished, or when it is to lead the next batch
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -920,10 +976,12 @@ class GroupCommit:
     """Runs the work of many threads in shared transactions: one commit, one fsync, per batch.
 
     SQLite commits one transaction at a time, and at SQLITE_SYNCHRONOUS=full each commit waits
-    for the disk. A thread with work queues it; if no batch is being written, it leads: it runs
-    every queued job in one transaction, each in a savepoint so that a failing job undoes only
-    its own work, commits, hands each job its result, and passes the lead to a job that arrived
-    meanwhile. Alone, a job is its own batch; under load, one fsync serves many messages.
+    for the disk. A thread whose work finds no batch being written writes it at once, alone (no
+    queue, no savepoint: the bookkeeping is only for work that has to wait). A thread that finds a
+    batch being written queues its work and waits; when the batch is done, the first waiting job
+    leads the next one: it runs every queued job in one transaction, each in a savepoint so that a
+    failing job undoes only its own work, commits, hands each job its result, and passes the lead
+    on. Alone, a job is its own batch; under load, one fsync serves many messages.
     """
 
     def __init__(self, store: SQLiteStore) -> None:
@@ -934,15 +992,19 @@ class GroupCommit:
 
     def run(self, work: Callable[[Transaction], Any]) -> Any:
         """work(tx) inside a transaction shared with other threads' work; its result, or its exception."""
-        job = _Job(work)
         with self._lock:
-            self._queue.append(job)
             leads, self._leading = not self._leading, True
             if not leads:
-                job.wake = threading.Event()
-        if not leads:
-            job.wake.wait()
-        if not job.finished:  # leading: this job is in the batch it writes
+                job = _Job(work)
+                self._queue.append(job)
+        if leads:  # nothing is being written: no batch can form before this work is done
+            try:
+                with self.store.transaction() as tx:
+                    return work(tx)
+            finally:
+                self._pass_lead()
+        job.wake.wait()
+        if not job.finished:  # woken to lead: this job is in the batch it writes
             self._write_batch()
         return job.outcome()
 
@@ -960,12 +1022,16 @@ class GroupCommit:
             with self._lock:
                 for job in batch:
                     job.finished = True
-                    if job.wake:
-                        job.wake.set()
-                successor = self._queue[0] if self._queue else None
-                self._leading = successor is not None
-            if successor:
-                successor.wake.set()  # it waits: only the leader's own job has no Event
+                    job.wake.set()
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """The first job that waits leads the next batch; with none waiting, the next thread writes at once."""
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._leading = successor is not None
+        if successor:
+            successor.wake.set()
 
     @staticmethod
     def _run_job(tx: Transaction, job: _Job, isolated: bool) -> None:
@@ -985,11 +1051,56 @@ class GroupCommit:
         tx.execute("RELEASE job")
 
 
+class SQLiteWrite:
+    """One write transaction on a SQLite store, as a context manager (SQLiteStore.transaction): the
+    writers' turn and BEGIN IMMEDIATE on entering; COMMIT when the block ends, ROLLBACK if it raises;
+    the connection back to the pool. A class rather than a generator: every webhook opens one, and
+    contextlib's machinery cost as much as the rest of this."""
+
+    __slots__ = ("store", "connection", "identity", "turn")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> SQLiteTransaction:
+        store = self.store
+        self.connection, self.identity = store._acquire()
+        try:
+            self.turn = store._take_turn(self.identity)
+            try:
+                self.connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                store._pass_turn(self.turn)
+                raise
+        except BaseException as error:
+            store._after_failure(self.connection, self.identity, error)
+            raise
+        return SQLiteTransaction(store, self.connection)
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        store, connection = self.store, self.connection
+        try:
+            try:
+                if error is None:
+                    connection.execute("COMMIT")
+                else:
+                    _rollback(connection)
+            finally:
+                store._pass_turn(self.turn)
+        except BaseException as failure:  # COMMIT or ROLLBACK failed
+            store._after_failure(connection, self.identity, failure)
+            raise
+        if error is None:
+            store._release(connection, self.identity)
+        else:  # the block's own error goes on, as StoreUnavailable if the database cannot be used now
+            store._after_failure(connection, self.identity, error)
+
+
 class SQLiteStore:
     """Messages and opt-outs in one SQLite file, safe for many threads and processes.
 
     WAL mode lets readers and one writer work at once; writers take turns on a
-    lock file (_writers_turn), then BEGIN IMMEDIATE, so a count read inside a
+    lock file (_take_turn), then BEGIN IMMEDIATE, so a count read inside a
     transaction is still true at commit. Connections are pooled, each used by
     one thread at a time. Webhooks share transactions through GroupCommit.
     """
@@ -1009,28 +1120,20 @@ class SQLiteStore:
         """work(tx) in a transaction, possibly shared with other threads' work (group commit)."""
         return self._group_commit.run(work)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[SQLiteTransaction]:
+    def transaction(self) -> SQLiteWrite:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        connection, identity = self._acquire()
-        try:
-            with self._writers_turn(identity):
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield SQLiteTransaction(self, connection)
-                except BaseException:
-                    _rollback(connection)
-                    raise
-                connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            connection.close()  # its state is unknown; the next request opens a fresh one
-            if error.sqlite_errorcode & 0xFF in SQLITE_UNAVAILABLE:  # low byte: the primary result code
-                raise StoreUnavailable(f"{self.path}: {error}") from error
-            raise
-        except BaseException:
+        return SQLiteWrite(self)
+
+    def _after_failure(self, connection: sqlite3.Connection, identity: tuple[int, int], error: BaseException) -> None:
+        """After a transaction that raised: a connection whose SQLite call failed is closed (its state is
+        unknown; the next request opens a fresh one), and a database that cannot be used now raises
+        StoreUnavailable; any other connection goes back to the pool."""
+        if not isinstance(error, sqlite3.Error):
             self._release(connection, identity)
-            raise
-        self._release(connection, identity)
+            return
+        connection.close()
+        if error.sqlite_errorcode & 0xFF in SQLITE_UNAVAILABLE:  # low byte: the primary result code
+            raise StoreUnavailable(f"{self.path}: {error}") from error
 
     @contextlib.contextmanager
     def reading(self, missing_ok: bool = False) -> Iterator[SQLiteTransaction]:
@@ -1078,9 +1181,9 @@ class SQLiteStore:
         for connection, _ in idle:
             connection.close()
 
-    @contextlib.contextmanager
-    def _writers_turn(self, identity: tuple[int, int]) -> Iterator[None]:
-        """Wait for this file's other writers, threads and processes, in the kernel (flock).
+    def _take_turn(self, identity: tuple[int, int]) -> int:
+        """Wait for this file's other writers, threads and processes, in the kernel (flock); the lock
+        file's descriptor, for _pass_turn.
 
         SQLite's busy handler makes a blocked writer sleep and retry, up to 100 ms at a time,
         which gives several gunicorn workers on one file a long tail of slow answers. Queuing on
@@ -1088,13 +1191,18 @@ class SQLiteStore:
         SQLite's own locking still guards the data, so nothing breaks if another program
         writes without it.
         """
-        with self._writer_lock:
+        self._writer_lock.acquire()
+        try:
             fd = self._writer_fd(identity)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._writer_lock.release()
+            raise
+        return fd
+
+    def _pass_turn(self, fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self._writer_lock.release()
 
     def _writer_fd(self, identity: tuple[int, int]) -> int:
         # Reopened after a fork (a shared open file would share the lock) or a replaced database file.
@@ -1514,15 +1622,18 @@ def parse_form(body: bytes) -> dict[str, list[str]] | None:
     (a property test holds them equal), but a field with neither '+' nor '%' is taken as it is.
     """
     try:
+        text = body.decode("utf-8")
+        escaped = "+" in text or "%" in text  # most bodies hold nothing to unquote: no look at each field then
         fields: dict[str, list[str]] = {}
-        for pair in body.decode("utf-8").split("&"):
+        for pair in text.split("&"):
             if not pair:
                 continue
             name, _, value = pair.partition("=")
-            if "+" in name or "%" in name:
-                name = urllib.parse.unquote_plus(name, errors="strict")
-            if "+" in value or "%" in value:
-                value = urllib.parse.unquote_plus(value, errors="strict")
+            if escaped:
+                if "+" in name or "%" in name:
+                    name = urllib.parse.unquote_plus(name, errors="strict")
+                if "+" in value or "%" in value:
+                    value = urllib.parse.unquote_plus(value, errors="strict")
             if name in fields:
                 fields[name].append(value)
             else:
@@ -1594,10 +1705,10 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     V2 is accepted without PUBLIC_URL. Values that cannot be part of a URL are
     refused before this is called (check_url_headers).
     """
-    path = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-                              safe="/;=,", encoding="latin1")
-    # A query of raw non-ASCII bytes is not a URL anyone signed; quoted, it fails the check as it should.
-    query = urllib.parse.quote(environ.get("QUERY_STRING", ""), safe="=&;%+/:,@!$'()*?~[]", encoding="latin1")
+    path = _quoted_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+    query = environ.get("QUERY_STRING", "")
+    if query:  # a query of raw non-ASCII bytes is not a URL anyone signed; quoted, it fails the check as it should
+        query = urllib.parse.quote(query, safe="=&;%+/:,@!$'()*?~[]", encoding="latin1")
     if public_url:
         base = public_url
     else:
@@ -1608,10 +1719,16 @@ def webhook_url(environ: WSGIEnvironment, public_url: str) -> str:
     return base + path + (f"?{query}" if query else "")
 
 
+@functools.lru_cache(maxsize=64)  # bounded: the path is the client's; a service sees its two webhooks' again and again
+def _quoted_path(path: str) -> str:
+    return urllib.parse.quote(path, safe="/;=,", encoding="latin1")
+
+
 def _first(header: str | None) -> str:
     return header.split(",")[0].strip() if header else ""
 
 
+@functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
 def other_port_form(url: str) -> str | None:
     """The URL with its default port (:443, :80) removed if present, added if absent: Plivo may sign either."""
     parts = urllib.parse.urlsplit(url)
@@ -1626,27 +1743,26 @@ def other_port_form(url: str) -> str | None:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str) -> bytes:
+def v3_signature(token: bytes, url: str, params: Mapping[str, list[str]], nonce: str,
+                 params_half: str | None = None) -> bytes:
     """Plivo's V3 signature: HMAC-SHA256 over URL, sorted POST params and nonce, by the SDK's rules.
 
-    The string to sign is the SDK's construct_post_url(url, params): its URL half is made by the SDK
-    (once per URL: it is the same for every request); its parameters half is what the SDK's
-    get_sorted_params_string makes of a form: each name in order, each of its values in order, name
-    and value run together. Property tests hold the result equal to the SDK's for any form.
+    The string to sign is the SDK's construct_post_url(url, params) and the nonce: its URL half is
+    made by the SDK (once per URL: it is the same for every request), its parameters half by
+    params_text (given as params_half when it is made already). Property tests hold the result
+    equal to the SDK's for any form.
     """
-    parts = [_signed_url(url, bool(params))]
-    for name in sorted(params):
-        values = params[name]
-        parts.extend(name + value for value in (values if len(values) == 1 else sorted(values)))
-    parts += (".", nonce)
-    signature = _keyed(token).copy()  # the key's part of HMAC, worked out once
-    signature.update("".join(parts).encode("utf-8"))
-    return b64encode(signature.digest())
+    if params_half is None:
+        params_half = params_text(params)
+    digest = hmac.digest(token, f"{_signed_url(url, bool(params))}{params_half}.{nonce}".encode("utf-8"), "sha256")
+    return binascii.b2a_base64(digest, newline=False)  # base64.b64encode, without its Python-level call
 
 
-@functools.lru_cache(maxsize=4)
-def _keyed(token: bytes) -> hmac.HMAC:
-    return hmac.new(token, digestmod="sha256")
+def params_text(params: Mapping[str, list[str]]) -> str:
+    """The string to sign's parameters half, as the SDK's get_sorted_params_string makes it of a form:
+    each name in order, each of its values in order, name and value run together; in one pass."""
+    return "".join([name + values[0] if len(values) == 1 else name + name.join(sorted(values))
+                    for name, values in sorted(params.items())])
 
 
 @functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
@@ -1656,54 +1772,60 @@ def _signed_url(url: str, has_params: bool) -> str:
 
 def v2_signature(token: bytes, url: str, nonce: str) -> bytes:
     """Plivo's V2 signature: HMAC-SHA256 over scheme://host/path + nonce (no query, no body)."""
+    return binascii.b2a_base64(hmac.digest(token, (_v2_base(url) + nonce).encode("utf-8"), "sha256"),
+                               newline=False)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the URL may come from X-Forwarded-Host
+def _v2_base(url: str) -> str:
     parts = urllib.parse.urlparse(url)  # the SDK's validate_signature drops params, query, fragment
-    base = urllib.parse.urlunparse((parts.scheme, parts.netloc, parts.path, "", "", ""))
-    return b64encode(hmac.new(token, (base + nonce).encode("utf-8"), hashlib.sha256).digest())
+    return urllib.parse.urlunparse((parts.scheme, parts.netloc, parts.path, "", "", ""))
 
 
-def signature_matches(expected: bytes, header: str) -> bool:
-    """Does any comma-separated signature in the header equal the expected one (constant time)?"""
-    candidates = header.encode("latin-1").split(b",")  # one signature per valid token
-    return any(hmac.compare_digest(expected, candidate.strip()) for candidate in candidates)
+def signature_matches(expected: bytes, headers: Iterable[str]) -> bool:
+    """Does any comma-separated signature in the headers equal the expected one (constant time)?"""
+    for header in headers:
+        for candidate in header.encode("latin-1").split(b","):  # one signature per valid token
+            if hmac.compare_digest(expected, candidate.strip()):
+                return True
+    return False
 
 
 def signature_is_valid(headers: SignatureHeaders, environ: WSGIEnvironment, url: str,
                        params: Mapping[str, list[str]] | None, token: bytes) -> bool:
-    """Check one signature version for this request; params is None when the body did not parse."""
+    """Check one signature version for this request; params is None when the body did not parse.
+
+    The URL as seen is checked first; its other default-port form only when that fails (it is rarely
+    needed), with the same parameters half of the string to sign, made once."""
     nonce = environ.get(headers.nonce, "")
     presented = [environ[name] for name in headers.signatures if environ.get(name)]
     if not nonce or not presented:
         return False
     if headers is V3_HEADERS and params is None:
         return False  # V3 covers the body, and there is no body to cover
-
-    if signed_for(headers, url, params, nonce, token, presented):
-        return True
-    other_url = other_port_form(url)  # only when the URL as seen did not match: it is rarely needed
-    return other_url is not None and signed_for(headers, other_url, params, nonce, token, presented)
-
-
-def signed_for(headers: SignatureHeaders, url: str, params: Mapping[str, list[str]] | None, nonce: str,
-               token: bytes, presented: list[str]) -> bool:
-    """Does any presented signature header hold this version's signature of the request at `url`?"""
     try:
         if headers is V3_HEADERS:
-            expected = v3_signature(token, url, params, nonce)
+            params_half = params_text(params)  # the same for either URL: made once
+            expected = v3_signature(token, url, params, nonce, params_half)
         else:
             expected = v2_signature(token, url, nonce)
+        if signature_matches(expected, presented):
+            return True
+        other_url = other_port_form(url)  # only when the URL as seen did not match: it is rarely needed
+        if other_url is None:
+            return False
+        expected = (v3_signature(token, other_url, params, nonce, params_half) if headers is V3_HEADERS
+                    else v2_signature(token, other_url, nonce))
+        return signature_matches(expected, presented)
     except UnicodeError:  # the SDK cannot make the string to sign of a query with non-ASCII bytes: nobody signed it
         return False
-    for header in presented:
-        if signature_matches(expected, header):
-            return True
-    return False
 
 
 # -- Messages: an inbound message, its state, the reply's text ----------------
 
-@dataclasses.dataclass(frozen=True)
-class InboundMessage:
-    """One inbound SMS or MMS, as Plivo posted it."""
+class InboundMessage(NamedTuple):
+    """One inbound SMS or MMS, as Plivo posted it. (A named tuple: one is made per webhook, and a frozen
+    dataclass takes several times as long to make.)"""
 
     message_uuid: str
     sender: str       # From
@@ -1719,42 +1841,43 @@ _MEDIA_FIELD = re.compile(r"Media(\d+)")
 
 def parse_inbound(form: Mapping[str, list[str]], our_numbers: frozenset[str]) -> InboundMessage:
     """The inbound message in a webhook form, or 400 naming the missing or invalid field (step 4)."""
-    def field(name: str) -> str | None:
-        values = form.get(name)
-        if values is not None and len(values) > 1:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"field {name} given more than once")
-        return values[0] if values else None
-
     for name in ("From", "To", "MessageUUID"):
-        value = field(name)
+        value = single_field(form, name)
         if not value:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"missing field {name}")
         if len(value) > 128 or not value.isprintable():
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"invalid field {name}")
-    message_type = (field("Type") or "sms").lower()
-    text = field("Text") if message_type == "sms" else field("Body")
+    message_type = (single_field(form, "Type") or "sms").lower()
+    text = single_field(form, "Text" if message_type == "sms" else "Body")
     if text is None and message_type == "sms":
         raise HTTPError(HTTPStatus.BAD_REQUEST, "missing field Text")
-    message = InboundMessage(
-        message_uuid=field("MessageUUID"), sender=field("From"), recipient=field("To"),
-        text=text or "", type=message_type, media_urls=media_urls(form),
-        intent=(field("MessageIntent") or "").lower())
+    message = InboundMessage(form["MessageUUID"][0], form["From"][0], form["To"][0], text or "", message_type,
+                             media_urls(form), (single_field(form, "MessageIntent") or "").lower())
     if number_key(message.recipient) not in our_numbers:
         raise HTTPError(HTTPStatus.BAD_REQUEST, "To is not one of PLIVO_NUMBER",
                         message_uuid=message.message_uuid, sender=mask_number(message.sender))
     return message
 
 
+def single_field(form: Mapping[str, list[str]], name: str) -> str | None:
+    """A field's value (None: absent), or 400 if the form gives it more than once."""
+    values = form.get(name)
+    if values is not None and len(values) > 1:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"field {name} given more than once")
+    return values[0] if values else None
+
+
 def media_urls(form: Mapping[str, list[str]]) -> tuple[str, ...]:
     """MMS media URLs from Media0, Media1, ... in index order (Plivo's docs disagree on the first index)."""
+    if "Media" not in "".join(form):  # an SMS: no field name holds it, and no field is looked at
+        return ()
     indexed = sorted((int(match[1]), values[0]) for name, values in form.items()
                      if name.startswith("Media") and (match := _MEDIA_FIELD.fullmatch(name)) and values[0])
     return tuple(url for _, url in indexed)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MessageState:
-    """What the database says about a new message before it is decided."""
+class MessageState(NamedTuple):
+    """What the database says about a new message before it is decided: the row of message_state's read."""
 
     duplicate: bool        # its MessageUUID is stored already
     nonce_used: bool       # its V2 nonce is bound to another message
@@ -2725,7 +2848,7 @@ class PersonInTheLoop:
         text = clean_reply(with_media(render_reply(self.template, message), message.media_urls))
         if not owners or not text:
             return decision
-        return dataclasses.replace(decision, forwarded_to=owners, forward_text=text)
+        return decision._replace(forwarded_to=owners, forward_text=text)
 
     def relay(self, history: Transaction, message: InboundMessage, now: float, owner_opted_out: bool) -> Decision:
         """An owner's message: relayed to the customer it is for, or refused with a line to the owner."""
@@ -2776,11 +2899,11 @@ def with_media(text: str, media_urls: tuple[str, ...]) -> str:
 
 # -- Deciding: what a new message gets ----------------------------------------
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What a new message gets: its outcome, the reply (None: no reply), the rule that matched,
     the opt-out change to record (Keyword.OPT_OUT or OPT_IN), what the consent classes read in
-    it, and what a person in the loop adds."""
+    it, and what a person in the loop adds. (A named tuple, as MessageState: one is made per
+    message, and a frozen dataclass takes three times as long to make.)"""
 
     outcome: Outcome
     reply: str | None = None
@@ -2798,8 +2921,7 @@ class Decision:
         return sent + [Outbound("forward", owner, self.forward_text) for owner in self.forwarded_to]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outbound:
+class Outbound(NamedTuple):
     """One SMS from the number that received a message: its kind ("reply" or "forward"), recipient, text."""
 
     kind: str
@@ -3111,8 +3233,7 @@ class SmsResponder:
         fields["ms"] = round(seconds * 1000, 2)
         if self.metrics:
             self.metrics.webhook(fields["outcome"], seconds)
-        level = logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO
-        log.log(level, "webhook", extra={"fields": fields})
+        write_line(logging.WARNING if response.status == HTTPStatus.FORBIDDEN else logging.INFO, "webhook", fields)
 
 
 class NonceReused(HTTPError):
