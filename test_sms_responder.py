@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -956,6 +957,54 @@ class TestLogging:
         post(client, inbound(), headers={"X-Forwarded-Host": "evil\x1b[2J\x07"}, status=403)
         line = [line for line in logs().splitlines() if "status=403" in line][0]
         assert "evil\\x1b[2J\\x07" in line and "\x1b" not in line
+
+
+    @pytest.mark.parametrize("formatter", [sms_responder.TextFormatter, sms_responder.JsonFormatter])
+    def test_the_webhooks_own_line_is_what_logging_writes(self, formatter, monkeypatch):
+        # write_line skips logging's record for speed; it must write the very line logging would
+        fields = {"outcome": "replied", "sender": "***0123", "reason": 'a "quoted" = value', "empty": "",
+                  "text": "line\nbreak \x1b[2J \u2028"}
+        monkeypatch.setattr(time, "time", lambda: 1765000000.25)
+        logger = logging.getLogger("sms_responder")
+        monkeypatch.setattr(logger, "propagate", False)
+        monkeypatch.setattr(logger, "level", logger.level)  # restored after
+        logger.setLevel(logging.INFO)  # also clears isEnabledFor's cache
+        lines = {}
+        for path in ["direct", "through logging"]:
+            stream = io.StringIO()
+            handler = logging.StreamHandler(stream)
+            handler.setFormatter(formatter())
+            monkeypatch.setattr(logger, "handlers", [handler])
+            if path == "direct":
+                with monkeypatch.context() as no_records:  # proves the line did not go through logging
+                    no_records.setattr(logger, "makeRecord", None)
+                    sms_responder.write_line(logging.INFO, "webhook", fields)
+            else:
+                logger.info("webhook", extra={"fields": fields})
+            lines[path] = stream.getvalue()
+        assert lines["direct"] == lines["through logging"]
+        assert lines["direct"].count("\n") == 1 and "\x1b" not in lines["direct"]
+
+    def test_a_handler_of_another_kind_gets_the_record_through_logging(self, client):
+        class Kept(logging.Handler):
+            def __init__(self):
+                super().__init__()
+                self.records = []
+
+            def emit(self, record):
+                self.records.append(record)
+
+        kept = Kept()
+        logger = logging.getLogger("sms_responder")
+        logger.addHandler(kept)
+        try:
+            form = inbound()
+            post(client, form)
+        finally:
+            logger.removeHandler(kept)
+        webhook = [record for record in kept.records if record.getMessage() == "webhook"]
+        assert len(webhook) == 1
+        assert webhook[0].levelno == logging.INFO and webhook[0].fields["message_uuid"] == form["MessageUUID"]
 
 
 class TestSettings:
