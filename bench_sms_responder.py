@@ -42,7 +42,7 @@ from pathlib import Path
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 
 import sms_responder
-from sms_responder_surfaces import api, inbox
+from sms_responder_surfaces import api, people
 from fake_plivo_api import FakePlivoAPI
 from throwaway_postgres import PostgresServer, free_port, postgres_bin
 
@@ -435,8 +435,8 @@ def inbox_timings(backend, database_url, messages):
     quiet_logging(app)
     now = time.time()
     with app.store.transaction() as tx:
-        inbox.add_person(tx, "bench", "a bench password", now)
-        cookie = f"sms_inbox={inbox.open_session(tx, 'bench', now)}"
+        people.add_person(tx, "bench", "a bench password", now)
+        cookie = f"sms_inbox={people.open_session(tx, 'bench', now)}"
     day_ago = sms_responder.datetime.fromtimestamp(now - 86400, sms_responder.UTC).isoformat()
     customer = f"1415{1234:07d}"
     pages = [("list", "/inbox", ""), ("list, More (a day back)", "/inbox", urllib.parse.urlencode({"before": day_ago})),
