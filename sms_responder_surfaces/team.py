@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import datetime
 
 from sms_responder import SQLiteStore, Store, Transaction, cancel_for_opt_out, number_forms, number_key
@@ -237,6 +237,7 @@ def _with_marks(history: Transaction, states: ConversationStates, rows: list[Con
     opted_out = {(number, ours) for ours in {row.ours for row in rows}
                  for number in history.opted_out_of([row.customer for row in rows if row.ours == ours], ours)}
     read = reads_of(history, person, [(row.customer, row.ours) for row in rows])
+    states.load((row.customer, row.ours) for row in rows)
     marked = []
     for row in rows:
         pair = (row.customer, row.ours)
@@ -248,18 +249,30 @@ def _with_marks(history: Transaction, states: ConversationStates, rows: list[Con
 
 
 class ConversationStates:
-    """The assignee and the customer's newest message time of conversations, each read once."""
+    """The assignee and the customer's newest message time of conversations, read in batches, each once."""
+
+    BATCH = 500  # conversations a statement reads
 
     def __init__(self, history: Transaction) -> None:
         self.history = history
         self.known: dict[Pair, tuple[str | None, object]] = {}
 
     def of(self, pair: Pair) -> tuple[str | None, object]:
-        if pair not in self.known:
-            row = self.history.execute("SELECT assignee, last_in_at FROM conversations WHERE customer = ? AND ours = ?",
-                                       pair).fetchone()
-            self.known[pair] = (row[0], row[1]) if row else (None, None)
+        self.load([pair])
         return self.known[pair]
+
+    def load(self, pairs: Iterable[Pair]) -> None:
+        """Read what is not known yet of these conversations, BATCH at a time (a round trip each)."""
+        wanted = list(dict.fromkeys(pair for pair in pairs if pair not in self.known))
+        for start in range(0, len(wanted), self.BATCH):
+            batch = wanted[start:start + self.BATCH]
+            self.known.update({pair: (None, None) for pair in batch})
+            customers = sorted({customer for customer, _ in batch})
+            for customer, ours, assignee, last_in in self.history.execute(
+                    "SELECT customer, ours, assignee, last_in_at FROM conversations"
+                    f" WHERE customer IN ({', '.join('?' * len(customers))})", tuple(customers)).fetchall():
+                if (customer, ours) in self.known:
+                    self.known[(customer, ours)] = (assignee, last_in)
 
 
 def _recent_pairs(history: Transaction, until: object, limit: int, not_customers: frozenset[str],
@@ -268,8 +281,12 @@ def _recent_pairs(history: Transaction, until: object, limit: int, not_customers
     with `unassigned`, of those assigned to no one): outbound messages, and the newest messages, grouped,
     looking four times further back while they hold too few conversations; beyond LIST_WINDOW_MAX
     messages (one sender flooding the rest, or few unassigned), the conversations table, read whole."""
-    keep: Callable[[Pair], bool] = (lambda pair: unassigned.of(pair)[0] is None) if unassigned else (lambda pair: True)
-    found = {pair: at for pair, at in _outbound_pairs(history, until, limit).items() if keep(pair)}
+    def keep(pairs: dict[Pair, object]) -> dict[Pair, object]:
+        if unassigned is None:
+            return pairs
+        unassigned.load(pairs)
+        return {pair: at for pair, at in pairs.items() if unassigned.of(pair)[0] is None}
+    found = keep(_outbound_pairs(history, until, limit))
     window = LIST_WINDOW
     while window <= LIST_WINDOW_MAX:
         grouped = history.execute(
@@ -277,7 +294,7 @@ def _recent_pairs(history: Transaction, until: object, limit: int, not_customers
             " relayed_to, received_at FROM messages WHERE received_at < ? AND from_number IS NOT NULL"
             " ORDER BY received_at DESC LIMIT ?) AS m GROUP BY from_number, to_number, relayed_to",
             (until, window)).fetchall()
-        inbound = {pair: at for pair, at in _by_pair(grouped, not_customers).items() if keep(pair)}
+        inbound = keep(_by_pair(grouped, not_customers))
         if len(inbound) >= limit or sum(row[4] for row in grouped) < window:
             return _newest(found, inbound)
         window *= 4
@@ -497,13 +514,13 @@ def mark_read(tx: Transaction, person: str, customer: str, ours: str) -> None:
 
 def reads_of(history: Transaction, person: str, pairs: list[Pair]) -> dict[Pair, object]:
     """When the person last read each of these conversations (those they have opened)."""
-    read: dict[Pair, object] = {}
-    for customer, ours in pairs:
-        row = history.execute("SELECT read_at FROM conversation_reads WHERE name = ? AND customer = ? AND ours = ?",
-                              (person, customer, ours)).fetchone()
-        if row:
-            read[(customer, ours)] = row[0]
-    return read
+    customers = sorted({customer for customer, _ in pairs})
+    if not customers:
+        return {}
+    return {(customer, ours): read_at for customer, ours, read_at in history.execute(
+        "SELECT customer, ours, read_at FROM conversation_reads WHERE name = ?"
+        f" AND customer IN ({', '.join('?' * len(customers))})", (person, *customers)).fetchall()
+        if (customer, ours) in pairs}
 
 
 def unread_count(history: Transaction, person: str, not_customers: frozenset[str]) -> int:
