@@ -40,8 +40,11 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Server and command line   the threaded stdlib server, the verbs, main()
 
 The surfaces live in the package sms_responder_surfaces beside this module (its docstring is their
-map): api (/api/messages, `text`, `tokens`), inbox (/inbox, `users`), operating (`messages`, `stats`,
-`opt-outs`), metrics (/metrics). Without it the core serves the webhook, and their routes answer 404.
+map): api (/api/messages, `text`, `tokens`), inbox (/inbox, `users`; with its modules people, for
+logins and sessions, and team, for what the team sees and keeps of conversations), operating
+(`messages`, `stats`, `opt-outs`), metrics (/metrics). Without it the core serves the webhook, and
+their routes answer 404. Their tables are the core's (Schema); the inbox's conversations and index of
+words are kept by the database on PostgreSQL, and by the inbox itself on SQLite.
 
 A new feature is a section of its own, placed where its data flows, entered from one call site.
 """
@@ -803,8 +806,10 @@ MIGRATIONS = [
         ], "postgresql": [
             # GIN indexes of the words (to_tsvector 'simple': no stemming, no stop words) and triggers that keep
             # conversations: in the database server, 6 and 14 us a message (README: Performance).
-            "CREATE INDEX messages_words ON messages USING gin (to_tsvector('simple', text))",
-            "CREATE INDEX outbox_words ON outbox USING gin (to_tsvector('simple', text)) WHERE kind = 'outbound'",
+            # IF NOT EXISTS: on a large database an operator may build them beforehand, CONCURRENTLY (README)
+            "CREATE INDEX IF NOT EXISTS messages_words ON messages USING gin (to_tsvector('simple', text))",
+            "CREATE INDEX IF NOT EXISTS outbox_words ON outbox USING gin (to_tsvector('simple', text))"
+            " WHERE kind = 'outbound'",
             """CREATE FUNCTION conversation_of_message() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                 INSERT INTO conversations AS c (customer, ours, last_at, last_in_at)
                 VALUES (coalesce(NEW.relayed_to, ltrim(NEW.from_number, '+')), ltrim(NEW.to_number, '+'),
