@@ -150,6 +150,7 @@ def run_inprocess(args):
             if hasattr(sms_responder, "CONSENT"):  # a release before the consent classes has no matcher
                 for path, cost in consent_matcher_cost().items():
                     rounds.setdefault(path, []).append(cost)
+            rounds.setdefault("verification requested and checked", []).append(verification_cost(args, Path(folder)))
     shutil.rmtree(counts, ignore_errors=True)
     rows = [{"path": path, "wall_us": round(statistics.median(w for w, _ in samples), 1),
              "cpu_us": round(statistics.median(c for _, c in samples), 1)} for path, samples in rounds.items()]
@@ -699,6 +700,42 @@ def webhook_cost(database_url, args):
         wall_samples.append(wall / len(environs) * 1e6)
     app.close()
     return {"cpu_us": round(statistics.median(cpu_samples), 1), "wall_us": round(statistics.median(wall_samples), 1)}
+
+
+def verification_cost(args, folder):
+    """(wall, cpu) µs of one verification, in process: POST /api/verifications (checked, stored, its SMS queued
+    with the code masked), then POST /api/verifications/ID/check with the right code (made again, compared,
+    approved). Numbers spread over area codes, so that the prefix limit (read for each) refuses none."""
+    from sms_responder_surfaces import verification
+    app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, plivo_auth_id=AUTH_ID,
+                                   database_url=f"sqlite:///{folder / 'verification.db'}",
+                                   sqlite_synchronous=args.synchronous, api_limit=1_000_000)
+    quiet_logging(app)
+    app.store.ping()
+    with app.store.transaction() as tx:
+        token = api.add_token(tx, "bench-verify", time.time(), ("verify",))
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    asked = [environ_for(json.dumps({"to": f"+1{200 + i % 800}{i:07d}"}).encode(), dict(headers),
+                         verification.VERIFICATIONS_PATH) for i in range(args.messages)]
+    answers = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for environ in asked:
+        answers.append(b"".join(app(environ, lambda status, headers, exc_info=None: None)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    key = verification.code_key(TOKEN)
+    with app.store.transaction() as tx:  # the codes the worker would send, made as it makes them (not timed)
+        seeds = {row[0]: row[1:] for row in tx.execute("SELECT id, seed, digits FROM verifications").fetchall()}
+    checks = [environ_for(json.dumps({"code": verification.code_of(key, answer["id"], *seeds[answer["id"]])}).encode(),
+                          dict(headers), f"{verification.VERIFICATION_PREFIX}{answer['id']}/check")
+              for answer in map(json.loads, answers)]
+    valid = []
+    check_wall, check_cpu = time.perf_counter(), time.process_time()
+    for environ in checks:
+        valid.append(json.loads(b"".join(app(environ, lambda status, headers, exc_info=None: None)))["valid"])
+    wall, cpu = wall + time.perf_counter() - check_wall, cpu + time.process_time() - check_cpu
+    assert valid == [True] * len(checks) and len(checks) == args.messages
+    app.close()
+    return wall / args.messages * 1e6, cpu / args.messages * 1e6
 
 
 def timed(work):

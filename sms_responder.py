@@ -35,16 +35,17 @@ The sections, in order; each owns its logic and its SQL statements (storage runs
     Application           the WSGI app: routes, the headers every answer carries, the webhooks' steps
                           in order and their statements, create_app
     Surfaces              the package beside the core, asked for its routes and commands
-    Outbox                sending through the Plivo REST API: the worker, delivery reports, its statements
+    Outbox                sending through the Plivo REST API: the worker (and the texts a surface makes
+                          as it sends: a verification code), delivery reports, its statements
     Retention             purge, at start and hourly with RETENTION_DAYS
     Server and command line   the threaded stdlib server, the verbs, main()
 
 The surfaces live in the package sms_responder_surfaces beside this module (its docstring is their
-map): api (/api/messages, `text`, `tokens`), inbox (/inbox, `users`; with its modules people, for
-logins and sessions, and team, for what the team sees and keeps of conversations), operating
-(`messages`, `stats`, `opt-outs`), metrics (/metrics). Without it the core serves the webhook, and
-their routes answer 404. Their tables are the core's (Schema); the inbox's conversations and index of
-words are kept by the database on PostgreSQL, and by the inbox itself on SQLite.
+map): api (/api/messages, `text`, `tokens`), verification (/api/verifications), inbox (/inbox, `users`;
+with its modules people, for logins and sessions, and team, for what the team sees and keeps of
+conversations), operating (`messages`, `stats`, `opt-outs`), metrics (/metrics). Without it the core
+serves the webhook, and their routes answer 404. Their tables are the core's (Schema); the inbox's
+conversations and index of words are kept by the database on PostgreSQL, and by the inbox itself on SQLite.
 
 A new feature is a section of its own, placed where its data flows, entered from one call site.
 """
@@ -248,6 +249,31 @@ def _reply_template(raw: str) -> str:
     return raw
 
 
+def _verify_template(raw: str) -> str:
+    names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    unknown = sorted(names - {"code", "minutes"})
+    if unknown:
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{code}} and {{minutes}}")
+    if "code" not in names:
+        raise ValueError("has no {code}: the text must carry the code")
+    longest = raw.format_map({"code": "0" * 10, "minutes": 1440})  # a bad format spec fails here, not per code
+    if len(longest) > MAX_REPLY_CHARS:
+        raise ValueError(f"longer than {MAX_REPLY_CHARS} characters with a code in it")
+    return raw
+
+
+def _calling_codes(raw: str) -> tuple[str, ...]:
+    if raw.strip() == "*":
+        return ("*",)
+    codes = tuple(number_key(part) for part in raw.split(",") if part.strip())
+    for code in codes:
+        if not (code.isascii() and code.isdigit() and len(code) <= 3):
+            raise ValueError(f"{code!r} is not a country calling code (1 to 3 digits, e.g. 1 or 44), nor *")
+    if not codes:
+        raise ValueError("no calling code given; * allows every country")
+    return codes
+
+
 def _log_level(raw: str) -> str:
     if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError(f"{raw!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -266,6 +292,7 @@ DEFAULT_STOP_TEXT = ("You have been unsubscribed and will not receive any more m
                      "Reply START to resubscribe.")
 DEFAULT_START_TEXT = "You have been resubscribed and will receive messages from this number. Reply STOP to unsubscribe."
 DEFAULT_CONSENT_CHECK_TEXT = "Do you want to stop getting texts from this number? Reply STOP to stop them."
+DEFAULT_VERIFY_TEXT = "Your verification code is {code}. It expires in {minutes} minutes. Do not share it."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +331,13 @@ class Settings:
     api_limit: int = setting(600, _integer(0))
     inbox_session_hours: int = setting(12, _integer(1))
     metrics_token: str = setting("", secret=True)
+    verify_text: str = setting(DEFAULT_VERIFY_TEXT, _verify_template)
+    verify_code_length: int = setting(6, _integer(4, 10))
+    verify_ttl: int = setting(600, _integer(60, 86400))
+    verify_max_checks: int = setting(5, _integer(1))
+    verify_max_sends: int = setting(5, _integer(1))
+    verify_countries: tuple[str, ...] = setting((), _calling_codes)  # (): the calling codes of PLIVO_NUMBER
+    verify_prefix_limit: int = setting(10, _integer(0))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -701,6 +735,38 @@ MIGRATIONS = [
         "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'send,read'",
         # Failed logins older than the lockout window are deleted at each login, whatever the name.
         "CREATE INDEX login_failures_by_time ON login_failures (failed_at)",
+    ],
+    [
+        # Verification codes (README: Verify a phone number). The code itself is never stored: it is
+        # re-made from the random seed with a key derived from PLIVO_AUTH_TOKEN, when the worker sends it
+        # and when it is checked.
+        """CREATE TABLE verifications (
+            id           TEXT PRIMARY KEY,      -- the ID in the API (random)
+            token        TEXT NOT NULL,         -- the API token's name that asked for it
+            to_number    TEXT NOT NULL,         -- digits
+            from_number  TEXT NOT NULL,         -- our number, digits
+            prefix       TEXT NOT NULL,         -- the calling code and the next 3 digits (the prefix limit)
+            seed         TEXT NOT NULL,         -- random; without the key it tells nothing of the code
+            digits       INTEGER NOT NULL,      -- the code's length when it was made
+            status       TEXT NOT NULL,         -- pending, approved, max_attempts, cancelled, expired (a
+                                                -- pending one past expires_at is expired, written lazily)
+            sends        INTEGER NOT NULL,      -- the first send and each resend
+            checks_left  INTEGER NOT NULL,      -- wrong codes still allowed
+            created_at   {timestamp} NOT NULL,
+            expires_at   {timestamp} NOT NULL,
+            approved_at  {timestamp}
+        )""",
+        # One pending verification per token, number and number of ours: a second request is a resend,
+        # also when two race (the database refuses a second pending row).
+        "CREATE UNIQUE INDEX verifications_pending ON verifications (token, to_number, from_number)"
+        " WHERE status = 'pending'",
+        # The prefix limit reads the verifications to one prefix not approved, over the last 13 hours.
+        "CREATE INDEX verifications_unapproved_by_prefix ON verifications (prefix, created_at)"
+        " WHERE status <> 'approved'",
+        "CREATE INDEX verifications_by_time ON verifications (created_at)",  # purge
+        # The outbox row of a verification's SMS holds the text with the code masked; text_source names
+        # what makes the real text when the worker sends it ("verification:ID"); NULL: the text is sent as stored.
+        "ALTER TABLE outbox ADD COLUMN text_source TEXT",
     ],
     [
         # The team divides the work (README: The inbox). One row per conversation (a customer and a number
@@ -2986,7 +3052,9 @@ class SmsResponder:
     beside the core add (the API, the inbox, metrics: see Surfaces).
 
     `metrics` is None, or the metrics surface's counters: the core calls webhook(outcome, seconds),
-    sent(status), rules_reloaded(result) and api_request(status) on them.
+    sent(status), rules_reloaded(result) and api_request(status) on them. `text_makers` are what the
+    surfaces register to make, when the worker sends it, the text of an outbox row that is stored
+    masked (text_source "NAME:KEY": a verification code); see the Outbox.
     """
 
     def __init__(self, settings: Settings, store: Store, reply: ReplyFunction, rules: RulesFile) -> None:
@@ -2995,6 +3063,7 @@ class SmsResponder:
         self.rules = rules
         self.decider = Decider(settings, reply)
         self.metrics: Any = None
+        self.text_makers: dict[str, TextMaker] = {}
         self.token = settings.plivo_auth_token.encode("utf-8")
         self.our_numbers = frozenset(settings.plivo_number)
         self.signature_checks = [headers for headers in (V3_HEADERS, V2_HEADERS)
@@ -3342,7 +3411,7 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
 # and the routes of the absent surfaces answer 404.
 
 SURFACES_PACKAGE = "sms_responder_surfaces"
-SURFACES = ("operating", "api", "inbox", "metrics")  # in this order their commands are listed
+SURFACES = ("operating", "api", "verification", "inbox", "metrics")  # in this order their commands are listed
 
 
 @functools.cache
@@ -3391,6 +3460,7 @@ class OutboxRow:
     media_urls: str | None  # an outbound MMS's, as JSON
     attempts: int     # including this one
     claim_token: str
+    text_source: str | None = None  # "NAME:KEY": the text is stored masked; text_makers[NAME] makes the real one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3435,9 +3505,9 @@ def claim_due(tx: Transaction, now: float) -> OutboxRow | None:
         "UPDATE outbox SET status = 'sending', claim_token = ?, next_attempt_at = ?, attempts = attempts + 1"
         " WHERE id = (SELECT id FROM outbox WHERE status IN ('scheduled', 'queued', 'sending')"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1" + tx.skip_locked + ")"
-        " RETURNING id, message_uuid, kind, src, dst, text, media_urls, attempts",
+        " RETURNING id, message_uuid, kind, src, dst, text, media_urls, attempts, text_source",
         (token, now + OUTBOX_LEASE, now)).fetchone()
-    return None if row is None else OutboxRow(*row, claim_token=token)
+    return None if row is None else OutboxRow(*row[:8], claim_token=token, text_source=row[8])
 
 
 def stored_message(tx: Transaction, message_uuid: str) -> InboundMessage:
@@ -3448,7 +3518,8 @@ def stored_message(tx: Transaction, message_uuid: str) -> InboundMessage:
 
 
 def prepare_send(tx: Transaction, row: OutboxRow, text: str, now: float) -> bool:
-    """Renew the claim and store the text; False if the claim was lost or the recipient opted out since."""
+    """Renew the claim and store the text (for a row with a text_source, the masked one it holds: the real
+    text is made after this, and never stored); False if the claim was lost or the recipient opted out since."""
     renewed = tx.execute(
         "UPDATE outbox SET text = ?, next_attempt_at = ? WHERE id = ? AND claim_token = ?",
         (text, now + OUTBOX_LEASE, row.id, row.claim_token)).rowcount
@@ -3508,6 +3579,20 @@ def apply_report(tx: Transaction, report: DeliveryReport) -> None:
     if new_status and row and STATUS_RANK[new_status] > STATUS_RANK[row[0]]:
         tx.execute("UPDATE outbox SET status = ?, error = coalesce(?, error) WHERE plivo_message_uuid = ?",
                    (new_status, report.error_code or None, report.plivo_message_uuid))
+
+
+#: Makes the text a row with a text_source is sent with (NAME:KEY: text_makers[NAME](tx, KEY, row)), in the
+#: worker, just before the Send Message call; raises NotToBeSent when the row must not leave any more.
+TextMaker = Callable[[Transaction, str, OutboxRow], str]
+
+
+class NotToBeSent(Exception):
+    """What a text maker raises for a row that must not leave any more (its verification was approved,
+    cancelled or has expired meanwhile): the row is cancelled with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SendFailed(Exception):
@@ -3622,12 +3707,27 @@ class OutboxWorker:
             if not prepare_send(tx, row, text, time.time()):
                 return True  # cancelled (opted out since) or claimed by another worker
         try:
-            plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, text, media_urls)
+            plivo_message_uuid = send_message(self.app.settings, row.src, row.dst, self.text_to_send(row, text),
+                                              media_urls)
+        except NotToBeSent as refusal:
+            return self.finish(row, "cancelled", error=refusal.reason)
         except SendFailed as failure:
             if failure.retryable:
                 return self.retry_or_fail(row, failure.reason, failure.retry_after)
             return self.finish(row, "failed", error=failure.reason)
         return self.finish(row, "sent", plivo_message_uuid=plivo_message_uuid)
+
+    def text_to_send(self, row: OutboxRow, text: str) -> str:
+        """The text that leaves: the stored one, or for a row with a text_source the text its surface makes
+        now, which only the Plivo request carries (a verification code: README, Verify a phone number)."""
+        if not row.text_source:
+            return text
+        name, _, key = row.text_source.partition(":")
+        maker = self.app.text_makers.get(name)
+        if maker is None:  # the masked text must not leave; a worker with the surface installed may send it
+            raise SendFailed(f"no {name} surface in this worker to make the text", retryable=True)
+        with self.app.store.transaction() as tx:
+            return maker(tx, key, row)
 
     def retry_or_fail(self, row: OutboxRow, reason: str, at_least: float = 0.0) -> bool:
         if row.attempts >= self.app.settings.send_max_attempts:
@@ -3670,13 +3770,14 @@ def purge_outbound(tx: Transaction, before: float, batch: int) -> int:
 
 
 def purge_deliveries(tx: Transaction, before: float) -> None:
-    """Delete delivery reports received, finished replies and forwards queued, and Idempotency-Keys
-    used, before `before`."""
+    """Delete delivery reports received, finished replies and forwards queued, Idempotency-Keys used, and
+    verifications made (long expired: VERIFY_TTL is a day at most), before `before`."""
     timestamp = tx.timestamp(before)
     tx.execute("DELETE FROM delivery_reports WHERE received_at < ?", (timestamp,))
     tx.execute("DELETE FROM outbox WHERE queued_at < ? AND kind <> 'outbound'"
                " AND status NOT IN ('queued', 'sending')", (timestamp,))
     tx.execute("DELETE FROM api_requests WHERE created_at < ?", (timestamp,))
+    tx.execute("DELETE FROM verifications WHERE created_at < ?", (timestamp,))
 
 
 def purge_conversations(tx: Transaction, before: float) -> None:

@@ -606,7 +606,9 @@ class TestOpenAPI:
         operations = {(path, method) for path, item in document["paths"].items() for method in item
                       if method in ("get", "post", "delete")}
         assert operations == {("/api/messages", "post"), ("/api/messages", "get"), ("/api/messages/{id}", "get"),
-                              ("/api/messages/{id}", "delete"), ("/api/openapi.json", "get")}
+                              ("/api/messages/{id}", "delete"), ("/api/openapi.json", "get"),
+                              ("/api/verifications", "post"), ("/api/verifications/{id}", "get"),
+                              ("/api/verifications/{id}", "delete"), ("/api/verifications/{id}/check", "post")}
         assert set(document["paths"]["/api/messages"]["post"]["responses"]) == {
             "202", "400", "401", "403", "409", "413", "415", "429", "503"}
 

@@ -70,6 +70,7 @@ def test_the_core_copied_alone_with_only_plivo_serves_the_webhook(tmp_path, fres
         assert (status, reply_text(body)) == (200, "You said: hello")
         assert status_of(f"{service.url}/health")[0] == 200
         assert status_of(f"{service.url}/api/messages")[0] == 404
+        assert status_of(f"{service.url}/api/verifications/some-id")[0] == 404
         assert status_of(f"{service.url}/api/openapi.json")[0] == 404
         assert status_of(f"{service.url}/inbox")[0] == 404
         assert status_of(f"{service.url}/metrics")[0] == 404
@@ -82,7 +83,7 @@ def test_the_core_copied_alone_with_only_plivo_serves_the_webhook(tmp_path, fres
         assert service.stop() == 0
     not_installed = [line for line in service.log().splitlines() if "not installed" in line]
     assert len(not_installed) == 1, service.log()
-    assert all(name in not_installed[0] for name in ("api", "inbox", "operating", "metrics"))
+    assert all(name in not_installed[0] for name in ("api", "verification", "inbox", "operating", "metrics"))
     assert sorted(path.name for path in folder.iterdir() if not path.name.startswith("sms.db")) == [
         "service-" + str(port) + ".log", "sms_responder.py"]  # nothing else was needed, nothing else was made
 

@@ -3,7 +3,8 @@
 Owns: an outbound message (checked, queued in the outbox for the core's worker, shown), the routes
 under /api/messages and the OpenAPI document, API tokens and their scopes, and the commands `text`
 and `tokens`. The inbox answers through the same checks and queue (outbound_request,
-queue_outbound), and `messages` shows these messages (OutboundMessage).
+queue_outbound), verification codes leave through queue_outbound and count toward API_LIMIT
+(check_api_limit), and `messages` shows these messages (OutboundMessage).
 
 Uses of the core: the app's settings and store, the outbox table, the HTTP plumbing (ApiError,
 read_body, parse_json, bearer_token, token_digest), phone numbers, segments, and the command helpers.
@@ -244,18 +245,23 @@ OUTBOUND_COLUMNS = ("public_id, dst, src, text, media_urls, status, error, queue
 
 
 def queue_outbound(tx: Transaction, request: OutboundRequest, sent_by: str, sent_via: str,
-                   now: float) -> OutboundMessage:
-    """Queue (or schedule) one outbound message; OptedOut if its recipient has opted out of that number."""
+                   now: float, text_source: str | None = None) -> OutboundMessage:
+    """Queue (or schedule) one outbound message; OptedOut if its recipient has opted out of that number.
+
+    With text_source ("NAME:KEY"), request.text is stored masked and the worker sends the text the
+    surface registered as NAME makes (a verification code, which is never stored)."""
     if tx.opted_out_of([request.to], request.src):
         raise OptedOut(request.to, request.src)
     scheduled = request.send_at is not None and request.send_at > now
     public_id = str(uuid.uuid4())
     tx.execute(
         "INSERT INTO outbox (public_id, kind, status, src, dst, text, media_urls, attempts, next_attempt_at,"
-        " queued_at, send_at, sent_by, sent_via) VALUES (?, 'outbound', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+        " queued_at, send_at, sent_by, sent_via, text_source)"
+        " VALUES (?, 'outbound', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
         (public_id, "scheduled" if scheduled else "queued", request.src, request.to, request.text,
          json.dumps(request.media_urls) if request.media_urls else None, request.send_at if scheduled else now,
-         tx.timestamp(now), None if request.send_at is None else tx.timestamp(request.send_at), sent_by, sent_via))
+         tx.timestamp(now), None if request.send_at is None else tx.timestamp(request.send_at), sent_by, sent_via,
+         text_source))
     return OutboundMessage(
         public_id, request.to, request.src, request.text, request.media_urls, "scheduled" if scheduled else "queued",
         None, datetime.fromtimestamp(now, UTC), None if request.send_at is None else
@@ -316,6 +322,16 @@ def api_use(tx: Transaction, token: str, now: float) -> tuple[int, float | None]
         "SELECT count(*), min(queued_at) FROM outbox WHERE sent_via = 'api' AND sent_by = ? AND queued_at >= ?",
         (token, tx.timestamp(now - API_WINDOW))).fetchone()
     return count, None if oldest is None else tx.moment(oldest).timestamp()
+
+
+def check_api_limit(tx: Transaction, token: str, limit: int, now: float) -> None:
+    """429 with Retry-After when this token has queued API_LIMIT messages in the last hour (its verification
+    codes among them). Hold tx.lock(f"api {token}"), so that two requests racing count each other."""
+    used, oldest = api_use(tx, token, now)
+    if used >= limit:
+        wait = math.ceil(oldest + API_WINDOW - now) if oldest else int(API_WINDOW)
+        raise ApiError(HTTPStatus.TOO_MANY_REQUESTS, f"API_LIMIT: {limit} messages an hour",
+                       (("Retry-After", str(max(1, wait))),))
 
 
 def first_answer(tx: Transaction, token: str, key: str, now: float) -> tuple[str, str, OutboundMessage] | None:
@@ -457,11 +473,7 @@ class OutboundApi:
                 raise ApiError(HTTPStatus.CONFLICT, "idempotency key reused with another body")
             if first:
                 return dataclasses.replace(first[2], status=first[1])  # the first answer, again
-        used, oldest = api_use(tx, token, now)
-        if used >= self.settings.api_limit:
-            wait = math.ceil(oldest + API_WINDOW - now) if oldest else int(API_WINDOW)
-            raise ApiError(HTTPStatus.TOO_MANY_REQUESTS, f"API_LIMIT: {self.settings.api_limit} messages an hour",
-                           (("Retry-After", str(max(1, wait))),))
+        check_api_limit(tx, token, self.settings.api_limit, now)
         try:
             message = queue_outbound(tx, request, token, "api", now)
         except OptedOut as refusal:

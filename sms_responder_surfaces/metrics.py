@@ -2,7 +2,8 @@
 
 Owns: the Prometheus counters and histogram (summed over every process of a host), the gauges read
 from the database at a scrape, and the folder the processes count in. It gives the app (attach) the
-counters the core calls back: webhook(), sent(), rules_reloaded(), api_request().
+counters the core calls back: webhook(), sent(), rules_reloaded(), api_request(); and the verification
+surface: verification().
 
 Uses of the core: the app's settings and store, the outcomes, the HTTP plumbing.
 """
@@ -23,6 +24,7 @@ from wsgiref.types import WSGIEnvironment
 from sms_responder import (
     ConfigError, HTTPError, Outcome, Response, Routes, Settings, SmsResponder, Store, Transaction, bearer_token,
 )
+from sms_responder_surfaces.verification import RESULTS as VERIFICATION_RESULTS
 
 METRICS_PATH = "/metrics"
 #: seconds; Plivo waits 8 s for a webhook's answer
@@ -76,6 +78,8 @@ class Metrics:
                                           ["result"], registry=None)
         self.api_requests = prometheus.Counter("sms_api_requests", "Requests to /api, by HTTP status",
                                                ["status"], registry=None)
+        self.verifications = prometheus.Counter("sms_verifications", "Verification requests and checks, by result",
+                                                ["result"], registry=None)
         # Every known label value starts at 0, so that each series exists (and alerts see it) from the start.
         self._outcomes = {outcome.value: self.webhooks.labels(outcome.value) for outcome in Outcome}
         for status in ("sent", "failed", "retried", "cancelled", "claim_lost"):
@@ -85,6 +89,8 @@ class Metrics:
         for status in (HTTPStatus.ACCEPTED, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
                        HTTPStatus.TOO_MANY_REQUESTS):
             self.api_requests.labels(str(status.value))
+        for result in VERIFICATION_RESULTS:
+            self.verifications.labels(result)
 
     def webhook(self, outcome: str, seconds: float) -> None:
         """Count one webhook (about 3 µs: a counter and a histogram, each a write to a mapped file)."""
@@ -102,6 +108,10 @@ class Metrics:
     def api_request(self, status: int) -> None:
         """Count one request to /api by its HTTP status."""
         self.api_requests.labels(str(status)).inc()
+
+    def verification(self, result: str) -> None:
+        """Count one verification request or check by its result (the verification surface's RESULTS)."""
+        self.verifications.labels(result).inc()
 
     def exposition(self) -> bytes:
         """Every process's counters, summed, and the database's gauges, in Prometheus' text format."""
