@@ -39,7 +39,7 @@ from sms_responder_surfaces import api, inbox, people
 from conftest import MODULE, connect, load_release, query
 from test_metrics import METRICS_TOKEN, metrics_folder, scraped
 from test_reliability import signed_body
-from test_sms_responder import (AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, WEBHOOK_URL, inbound, post,
+from test_sms_responder import (AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, WEBHOOK_PATH, inbound, post,
                                 signed, signed_v2)
 
 API = api.API_MESSAGES_PATH

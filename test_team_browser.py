@@ -18,13 +18,13 @@ import pytest
 
 from conftest import MODULE, query
 from test_inbox_browser import LIVE, PASSWORD, conversation_link, customer_says, screenshot, service  # noqa: F401
-from test_sms_responder import OUR_NUMBER, SENDER
+from test_sms_responder import SENDER
 
 TITLE = "Conversations · SMS inbox"
 
 
 @pytest.fixture
-def team(service, tmp_path):
+def team(service, tmp_path):  # noqa: F811 (pytest hands the imported fixture in)
     """The service with bob too (alice is the service fixture's)."""
     added = subprocess.run([sys.executable, str(MODULE), "users", "add", "bob"], input=PASSWORD + "\n", text=True,
                            env={"PATH": os.environ["PATH"], **service.env}, cwd=tmp_path, capture_output=True,
@@ -38,7 +38,7 @@ def person(browser):
     """person(name, width=1100, zone=None): a logged-in tab in a browser context of its own; closed after."""
     contexts = []
 
-    def open_tab(service, name, width=1100, zone=None):
+    def open_tab(running, name, width=1100, zone=None):
         options = {"viewport": {"width": width, "height": 800 if width > 500 else 740}}
         if width <= 500:
             options.update(is_mobile=True, has_touch=True)
@@ -50,7 +50,7 @@ def person(browser):
         tab.errors = []
         tab.on("pageerror", lambda error: tab.errors.append(str(error)))
         tab.on("console", lambda message: message.type == "error" and tab.errors.append(message.text))
-        tab.goto(f"{service.url}/inbox")
+        tab.goto(f"{running.url}/inbox")
         tab.get_by_label("Name").fill(name)
         tab.get_by_label("Password").fill(PASSWORD)
         tab.get_by_role("button", name="Log in").click()
