@@ -507,6 +507,23 @@ class TestSearch:
         assert self.found(alice, "0124") == ["+14155550124"]
         assert alice.get(f"{INBOX}/updates").json["unread"] == 2
 
+    @pytest.mark.postgresql_only
+    def test_indexes_built_beforehand_concurrently_are_kept_by_the_migration(self, make_app, database_url):
+        load_release(database_url, RELEASE_9, 9)
+        import psycopg
+        with psycopg.connect(database_url, autocommit=True) as connection:  # as the README tells an operator
+            connection.execute("CREATE INDEX CONCURRENTLY messages_words ON messages USING gin"
+                               " (to_tsvector('simple', text))")
+            connection.execute("CREATE INDEX CONCURRENTLY outbox_words ON outbox USING gin"
+                               " (to_tsvector('simple', text)) WHERE kind = 'outbound'")
+        app = make_app(plivo_auth_id=AUTH_ID, forward_to=OWNER)
+        with app.store.transaction() as tx:
+            people.add_person(tx, "alice", PASSWORD, time.time())
+        assert query(database_url, "SELECT version FROM schema_version") == [(sms_responder.SCHEMA_VERSION,)]
+        assert query(database_url, "SELECT indexname FROM pg_indexes WHERE strpos(indexname, 'words') > 0"
+                     " ORDER BY 1") == [("messages_words",), ("outbox_words",)]
+        assert self.found(browser_of(app, "alice"), "tulips") == ["+14155550124"]
+
     @pytest.mark.sqlite_only
     def test_sqlite_indexes_in_batches_before_it_reads_and_vacuum_keeps_the_rowids(self, app, alice, database_url,
                                                                                 monkeypatch):
