@@ -588,7 +588,7 @@ class TestIndexes:
         "inbox: a hash re-made": lambda tx: people.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
         "inbox: the list": lambda tx: team.conversation_list(tx, team.words_index(tx.store), team.ListQuery("alice"),
                                                              frozenset()),
-        "inbox: a row of the list": lambda tx: team._summary(tx, SENDER, OUR_NUMBER),
+        "inbox: a row of the list": lambda tx: team._summary(tx, SENDER, OUR_NUMBER, tx.timestamp(time.time())),
         "inbox: a conversation": lambda tx: team.conversation_entries(tx, SENDER, OUR_NUMBER),
         "inbox: search for words": lambda tx: team.conversation_list(
             tx, team.words_index(tx.store), team.ListQuery("alice", search="ready now"), frozenset()),
