@@ -8,7 +8,7 @@
     python bench_sms_responder.py outbox      # sends per second of one outbox worker against a fake Plivo API
     python bench_sms_responder.py rules       # what a 50-rule RULES_FILE adds per message
     python bench_sms_responder.py operations  # the owner's commands on 1,000,000 messages; a 100,000-row import
-    python bench_sms_responder.py inbox       # the inbox's list, a conversation, searches on 1,000,000 messages
+    python bench_sms_responder.py inbox       # the inbox's pages and searches on 1,000,000 messages (--messages)
     python bench_sms_responder.py growth      # cost per webhook on 1,000,000 and 10,000,000 stored messages
     python bench_sms_responder.py goals       # each per-message cost goal, its figure, met or not (peers beside)
     python bench_sms_responder.py http --host gunicorn-sync --workers 1
@@ -51,7 +51,7 @@ if os.environ.get("BENCH_MODULE_FOLDER"):
     sys.path.insert(0, os.environ["BENCH_MODULE_FOLDER"])
 
 import sms_responder
-from sms_responder_surfaces import api, inbox
+from sms_responder_surfaces import api, people
 from fake_plivo_api import FakePlivoAPI
 from throwaway_postgres import PostgresServer, free_port, postgres_bin
 
@@ -404,9 +404,16 @@ def match_cost(rules, repeat=200_000):
 
 # -- The operating commands on a large database ------------------------------------
 
-def fill_database(database_url, messages, folder):
+def fill_database(database_url, messages, folder, text_of=None):
     """`messages` messages from 50,000 senders over the last 30 days, each with a delivered outbox row,
-    and 10,000 opt-outs, written straight into a database the service has created."""
+    and 10,000 opt-outs, written straight into a database the service has created; its text text_of(i)
+    (default "hello {i}").
+
+    Written in bulk (executemany, COPY) with the secondary indexes of messages and outbox dropped and
+    made again afterwards, and on PostgreSQL the triggers held off and the conversations table filled
+    in one statement (the migration's own), as an operator loading a database would. On SQLite the
+    inbox indexes the words on its first request (its catch-up), which inbox_timings measures."""
+    text_of = text_of or (lambda i: f"hello {i}")
     app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER, database_url=database_url)
     app.store.ping()
     app.close()
@@ -418,35 +425,64 @@ def fill_database(database_url, messages, folder):
     def message_rows():
         for i in range(messages):
             sender = f"1415{i % 50_000:07d}"
-            yield (str(uuid.uuid4()), sender, OUR_NUMBER, f"hello {i}", "sms", "[]",
-                   stamp(now - span + span * i / messages), "replied", f"You said: hello {i}")
+            text = text_of(i)
+            yield (str(uuid.uuid4()), sender, OUR_NUMBER, text, "sms", "[]",
+                   stamp(now - span + span * i / messages), "replied", f"You said: {text}")
 
     columns = "message_uuid, from_number, to_number, text, type, media_urls, received_at, outcome, reply"
+    fill_outbox = ("INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts, next_attempt_at,"
+                   " queued_at) SELECT message_uuid, 'reply', 'delivered', to_number, from_number, reply, 1, 0,"
+                   " received_at FROM messages")
+    opt_outs = [(f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)) for i in range(10_000)]
     if sqlite:
         connection = sms_responder.sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        connection.execute("PRAGMA cache_size = -1000000")  # 1 GB, while filling
+        indexes = _drop_indexes(connection, [sql for (sql,) in connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('messages', 'outbox')"
+            " AND sql IS NOT NULL")])
         with connection:
             connection.executemany(f"INSERT INTO messages ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                    message_rows())
-            connection.execute("INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts,"
-                               " next_attempt_at, queued_at) SELECT message_uuid, 'reply', 'delivered', to_number,"
-                               " from_number, reply, 1, 0, received_at FROM messages")
-            connection.executemany("INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?)", (
-                (f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)) for i in range(10_000)))
+            connection.execute(fill_outbox)
+            connection.executemany("INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?)", opt_outs)
+        for sql in indexes:
+            connection.execute(sql)
         connection.execute("ANALYZE")
         connection.close()
         return
     import psycopg
     with psycopg.connect(database_url) as connection:
+        connection.execute("SET session_replication_role = replica")  # no triggers: conversations below
+        connection.execute("SET maintenance_work_mem = '1GB'")
+        indexes = _drop_indexes(connection, [sql for (sql,) in connection.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename IN ('messages', 'outbox')"
+            " AND indexname NOT IN ('messages_pkey', 'outbox_pkey') AND indexdef NOT LIKE '%UNIQUE%'")])
         with connection.cursor().copy(f"COPY messages ({columns}) FROM STDIN") as copy:
             for row in message_rows():
                 copy.write_row(row)
-        connection.execute("INSERT INTO outbox (message_uuid, kind, status, src, dst, text, attempts,"
-                           " next_attempt_at, queued_at) SELECT message_uuid, 'reply', 'delivered', to_number,"
-                           " from_number, reply, 1, 0, received_at FROM messages")
+        connection.execute(fill_outbox)
         with connection.cursor().copy("COPY opt_outs FROM STDIN") as copy:
-            for i in range(10_000):
-                copy.write_row((f"1416{i:07d}", OUR_NUMBER, f"1416{i:07d}", OUR_NUMBER, stamp(now - i)))
+            for row in opt_outs:
+                copy.write_row(row)
+        for sql in indexes:
+            connection.execute(sql)
+        connection.execute(_migration_statement("INSERT INTO conversations"))
         connection.execute("ANALYZE")
+
+
+def _drop_indexes(connection, definitions):
+    """Drop these indexes (CREATE INDEX statements); the statements, to make them again."""
+    for sql in definitions:
+        connection.execute("DROP INDEX " + sql.split(" INDEX ")[1].split()[0])
+    return definitions
+
+
+def _migration_statement(beginning):
+    """The one statement of the migrations that begins so (a bulk load runs it as the migration did)."""
+    found = [entry for step in sms_responder.MIGRATIONS for entry in step
+             if isinstance(entry, str) and entry.startswith(beginning)]
+    assert len(found) == 1, beginning
+    return found[0].format(**sms_responder.POSTGRES_TYPES)
 
 
 def time_command(env, *args, repeat=3):
@@ -461,7 +497,7 @@ def time_command(env, *args, repeat=3):
     return statistics.median(times)
 
 
-def on_each_backend(messages, measure):
+def on_each_backend(messages, measure, text_of=None):
     """measure(backend, database_url, folder) on a database of `messages` messages, SQLite then PostgreSQL
     (a throwaway server, durable), each filled by fill_database; the rows of both."""
     rows = []
@@ -476,9 +512,11 @@ def on_each_backend(messages, measure):
             try:
                 database_url = postgres.url() if postgres else f"sqlite:///{folder / 'filled.db'}"
                 started = time.perf_counter()
-                fill_database(database_url, messages, folder)
-                print(f"  {backend}: {messages:,} messages written in {time.perf_counter() - started:.0f} s",
-                      file=sys.stderr, flush=True)
+                fill_database(database_url, messages, folder, text_of)
+                filled = time.perf_counter() - started
+                print(f"  {backend}: {messages:,} messages written in {filled:.0f} s", file=sys.stderr, flush=True)
+                rows.append({"path": f"{backend}, {messages:,} messages written in bulk, indexes made",
+                             "figure": f"{filled:.1f} s"})
                 rows += measure(backend, database_url, folder)
             finally:
                 if postgres:
@@ -515,11 +553,23 @@ def operations_timings(args, backend, database_url, folder):
     return rows
 
 
+#: The inbox's searches find: "hello" in every message, "periwinkle" in one in RARE_EVERY, "zebra" in none.
+RARE_EVERY = 100_003
+
+
+def inbox_text(i):
+    """A message of the inbox's figures: an ordinary customer's text (the consent corpus), "hello" and its number."""
+    return (f"hello {i}: {ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]}" + (" periwinkle" if i % RARE_EVERY == 0 else ""))
+
+
 def run_inbox(args):
-    """The inbox's pages on a database of args.messages messages (50,000 senders): median wall time of 5."""
-    return {"mode": "inbox", "messages": args.messages,
-            "results": on_each_backend(args.messages, lambda backend, database_url, folder: inbox_timings(
-                backend, database_url, args.messages))}
+    """The inbox's pages on a database of args.messages messages (50,000 senders): median wall time of 5;
+    what the index of words and the conversations table cost (bulk build, bytes, per message stored)."""
+    rows = on_each_backend(args.messages, lambda backend, database_url, folder: inbox_timings(
+        backend, database_url, args.messages), inbox_text)
+    if postgres_bin() is not None:
+        rows += postgres_storing_cost(args.rounds)
+    return {"mode": "inbox", "messages": args.messages, "results": rows}
 
 
 def inbox_timings(backend, database_url, messages):
@@ -529,36 +579,126 @@ def inbox_timings(backend, database_url, messages):
     quiet_logging(app)
     now = time.time()
     with app.store.transaction() as tx:
-        inbox.add_person(tx, "bench", "a bench password", now)
-        cookie = f"sms_inbox={inbox.open_session(tx, 'bench', now)}"
+        people.add_person(tx, "bench", "a bench password", now)
+        cookie = f"sms_inbox={people.open_session(tx, 'bench', now)}"
+
+    def request(path, query_string=""):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query_string, "SCRIPT_NAME": "",
+                   "SERVER_NAME": "bench.example", "SERVER_PORT": "80", "HTTP_HOST": "bench.example",
+                   "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
+                   "HTTP_COOKIE": cookie, "HTTP_AUTHORIZATION": "Bearer bench"}
+        statuses = []
+        started = time.perf_counter()
+        b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+        assert statuses == ["200 OK"], (path, query_string, statuses)
+        return time.perf_counter() - started
+
+    # SQLite: the first request indexes every message written in bulk (the inbox's catch-up, in batches)
+    rows = [{"path": f"{backend}, the index of words and conversations made "
+                     + ("by the first request" if backend == "sqlite" else "in bulk (above)"),
+             "figure": f"{request('/inbox/updates', 'unread=1'):.1f} s" if backend == "sqlite" else "-"}]
+    rows += index_sizes(backend, database_url, messages)
+    assign_to_bench(database_url, 100)
     day_ago = sms_responder.datetime.fromtimestamp(now - 86400, sms_responder.UTC).isoformat()
     customer = f"1415{1234:07d}"
-    pages = [("list", "/inbox", ""), ("list, More (a day back)", "/inbox", urllib.parse.urlencode({"before": day_ago})),
-             ("a conversation (20 messages)", f"/inbox/conversations/{customer}/{OUR_NUMBER}", ""),
+    pages = [("the list (first 50 conversations)", "/inbox", ""),
+             ("the list, More (a day back)", "/inbox", urllib.parse.urlencode({"before": day_ago})),
+             ("the list, Mine (100 assigned)", "/inbox", "view=mine"),
+             ("the list, Unassigned", "/inbox", "view=unassigned"),
+             (f"a conversation ({len(range(1234, messages, 50_000))} messages)",
+              f"/inbox/conversations/{customer}/{OUR_NUMBER}", ""),
              ("search: a word of every message", "/inbox", "q=hello"),
+             (f"search: a rare word (1 message in {RARE_EVERY:,})", "/inbox", "q=periwinkle"),
              ("search: the words of one message", "/inbox", f"q=hello+{messages // 2}"),
+             ("search: a word of no message", "/inbox", "q=zebra"),
              ("search: digits of a number", "/inbox", "q=0001234"),
-             ("search: nothing matches", "/inbox", "q=zebra"),
-             ("live update check (list)", "/inbox/updates", ""),
+             ("the page's update check and unread count (the list)", "/inbox/updates", ""),
+             ("the page's update check and unread count (a conversation)", "/inbox/updates",
+              f"with={customer}/{OUR_NUMBER}"),
              ("GET /metrics (a scrape)", "/metrics", "")]
-    rows = []
     for label, path, query_string in pages:
-        samples = []
-        for _ in range(5):
-            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query_string, "SCRIPT_NAME": "",
-                       "SERVER_NAME": "bench.example", "SERVER_PORT": "80", "HTTP_HOST": "bench.example",
-                       "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
-                       "HTTP_COOKIE": cookie, "HTTP_AUTHORIZATION": "Bearer bench"}
-            statuses = []
-            started = time.perf_counter()
-            b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
-            samples.append(time.perf_counter() - started)
-            assert statuses == ["200 OK"], (label, statuses)
-        median_ms = statistics.median(samples) * 1000
+        median_ms = statistics.median(request(path, query_string) for _ in range(5)) * 1000
         rows.append({"path": f"{backend}, {label}", "ms": round(median_ms, 1),
                      "within 300 ms": "yes" if median_ms <= 300 else "NO"})
     app.close()
     return rows
+
+
+def index_sizes(backend, database_url, messages):
+    """Bytes per message of the index of words and of the conversations table (with their indexes)."""
+    if backend == "sqlite":
+        connection = sms_responder.sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        sizes = dict(connection.execute(
+            "SELECT CASE WHEN name LIKE 'message_words%' OR name LIKE 'outbound_words%' THEN 'words'"
+            " WHEN name LIKE '%conversations%' THEN 'conversations' ELSE 'rest' END, sum(pgsize) FROM dbstat"
+            " GROUP BY 1").fetchall())
+        connection.close()
+    else:
+        import psycopg
+        with psycopg.connect(database_url) as connection:
+            sizes = {"words": connection.execute(
+                "SELECT pg_relation_size('messages_words') + pg_relation_size('outbox_words')").fetchone()[0],
+                     "conversations": connection.execute(
+                "SELECT pg_total_relation_size('conversations')").fetchone()[0],
+                     "rest": connection.execute("SELECT pg_database_size(current_database())").fetchone()[0]}
+            sizes["rest"] -= sizes["words"] + sizes["conversations"]
+    return [{"path": f"{backend}, bytes per message: {what}", "figure": f"{sizes.get(key, 0) / messages:.1f}"}
+            for key, what in (("words", "the index of words"), ("conversations", "the conversations table"),
+                              ("rest", "everything else (messages, outbox, their indexes)"))]
+
+
+def assign_to_bench(database_url, count):
+    """The first `count` senders' conversations are the bench person's (the view Mine)."""
+    connection = (sms_responder.sqlite3.connect(database_url.removeprefix("sqlite:///"))
+                  if database_url.startswith("sqlite") else __import__("psycopg").connect(database_url))
+    with connection:
+        connection.execute("UPDATE conversations SET assignee = 'bench', assigned_by = 'bench', assigned_at = last_at"
+                           f" WHERE customer IN ({', '.join(repr(f'1415{i:07d}') for i in range(count))})")
+    connection.close()
+
+
+def postgres_storing_cost(rounds):
+    """What the index of words and the conversations trigger add to storing a message on PostgreSQL: the
+    database server's CPU and the app's per replied webhook (3,000 new senders a round), with them and
+    with them dropped, on one fresh database; medians of `rounds` rounds, the two alternating."""
+    samples = {"with": [], "without": []}
+    postgres = PostgresServer(postgres_bin(), durable=True).initialise().start()
+    try:
+        server = int(Path(postgres.folder, "data", "postmaster.pid").read_text().split()[0])
+        with __import__("psycopg").connect(postgres.url(), autocommit=True) as connection:
+            # no autovacuum: its work (an ANALYZE of the new tables, a GIN pending list merged) would land at
+            # random in one round or another; a GIN index's pending list is then merged by the backend that
+            # fills it (past gin_pending_list_limit), in the round that pays for it
+            connection.execute("ALTER SYSTEM SET autovacuum = off")
+            connection.execute("SELECT pg_reload_conf()")
+        for number in range(rounds):
+            for variant in samples:
+                with __import__("psycopg").connect(postgres.url(), autocommit=True) as connection:
+                    connection.execute("DROP SCHEMA public CASCADE")
+                    connection.execute("CREATE SCHEMA public")
+                app = sms_responder.create_app({}, plivo_auth_token=TOKEN, plivo_number=OUR_NUMBER,
+                                               database_url=postgres.url(), reply_limit=1_000_000)
+                quiet_logging(app)
+                app.store.ping()
+                if variant == "without":
+                    with __import__("psycopg").connect(postgres.url(), autocommit=True) as connection:
+                        connection.execute("DROP TRIGGER message_added ON messages")
+                        connection.execute("DROP INDEX messages_words")
+                environs = [environ_for(*signed_request(webhook_form(f"1415{number:02d}{i:05d}", inbox_text(i))))
+                            for i in range(3000)]
+                b"".join(app(environs[0], lambda *answer: None))  # the pool's connection, plans made
+                server_cpu, app_cpu = sum(cpu_seconds(process_tree(server))), time.process_time()
+                for environ in environs[1:]:
+                    b"".join(app(environ, lambda *answer: None))
+                samples[variant].append(((sum(cpu_seconds(process_tree(server))) - server_cpu) / 2999 * 1e6,
+                                         (time.process_time() - app_cpu) / 2999 * 1e6))
+                app.close()
+    finally:
+        postgres.stop()
+        postgres.remove()
+    return [{"path": f"postgresql, storing a message {variant} the index and trigger: server + app CPU",
+             "figure": f"{statistics.median(s for s, _ in values):.0f} + {statistics.median(a for _, a in values):.0f} us"}
+            for variant, values in samples.items()]
 
 
 def grow_database(database_url, messages):
@@ -1153,14 +1293,14 @@ def import_and_memory():
 
 def print_table(report):
     rows = report["results"]
-    columns = [key for key in rows[0] if key != "path"]
+    columns = list(dict.fromkeys(key for row in rows for key in row if key != "path"))  # rows may differ
     title = ", ".join(f"{key}={value}" for key, value in report.items() if key != "results")
     print(title)
-    widths = [max(len(column), 8) + 2 for column in columns]
+    widths = [max(len(column), 8, *(len(str(row.get(column, ""))) for row in rows)) + 2 for column in columns]
     first = max(22, *(len(row["path"]) + 2 for row in rows))
     print(f"{'path':<{first}}" + "".join(f"{column:>{width}}" for column, width in zip(columns, widths, strict=True)))
     for row in rows:
-        print(f"{row['path']:<{first}}" + "".join(f"{row[column]:>{width}}" for column, width in
+        print(f"{row['path']:<{first}}" + "".join(f"{row.get(column, ''):>{width}}" for column, width in
                                                 zip(columns, widths, strict=True)))
 
 

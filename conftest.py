@@ -3,6 +3,7 @@
 import io
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -341,3 +342,24 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured")
         for name, values in sorted(FIGURES.items()):
             terminalreporter.write_line(f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items()))
+
+
+# -- The browser tests' Chromium: one per test process, shared by every browser test file -------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (nothing is downloaded); skip (fail under .ci/run)
+    without it. Playwright's sync API runs one instance per thread, so every browser test file uses this one."""
+    if not Path(CHROMIUM).exists():
+        (pytest.fail if os.environ.get("SMS_RESPONDER_REQUIRE_POSTGRES") == "1" else pytest.skip)(
+            "Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sms_responder
-from sms_responder_surfaces import api, inbox
+from sms_responder_surfaces import api, inbox, people
 from conftest import MODULE, connect, load_release, query
 from test_metrics import METRICS_TOKEN, metrics_folder, scraped
 from test_reliability import signed_body
@@ -138,7 +138,7 @@ def send(client, token, body, status=202):
 
 def add_person(app, name="alice", password=PASSWORD):
     with app.store.transaction() as tx:
-        inbox.add_person(tx, name, password, time.time())
+        people.add_person(tx, name, password, time.time())
 
 
 def log_in(browser, name="alice", password=PASSWORD, status=303):
@@ -184,8 +184,8 @@ class HashSpy:
 
 @pytest.fixture
 def hash_spy(monkeypatch):
-    spy = HashSpy(inbox.passwords())
-    monkeypatch.setattr(inbox, "passwords", lambda: spy)
+    spy = HashSpy(people.passwords())
+    monkeypatch.setattr(people, "passwords", lambda: spy)
     return spy
 
 
@@ -462,8 +462,8 @@ class TestLogins:
         assert len(hash_spy.checked) == 1
 
     def test_at_most_two_password_checks_run_at_once(self, app, monkeypatch):
-        spy = HashSpy(inbox.passwords(), pause=0.2)
-        monkeypatch.setattr(inbox, "passwords", lambda: spy)
+        spy = HashSpy(people.passwords(), pause=0.2)
+        monkeypatch.setattr(people, "passwords", lambda: spy)
         add_person(app)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda i: log_in(webtest.TestApp(app), f"person{i}", PASSWORD, 401).status_int,
@@ -523,7 +523,7 @@ class TestLogins:
         assert query(database_url, "SELECT password FROM users") == [(old,)]  # only a login that succeeds
         log_in(browser)
         (new,), = query(database_url, "SELECT password FROM users")
-        assert new != old and not inbox.passwords().check_needs_rehash(new)
+        assert new != old and not people.passwords().check_needs_rehash(new)
         assert new.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
         log_in(webtest.TestApp(app))  # the new hash holds the same password
         assert query(database_url, "SELECT password FROM users") == [(new,)]

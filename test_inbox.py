@@ -17,7 +17,7 @@ import pytest
 import webtest
 
 import sms_responder
-from sms_responder_surfaces import inbox
+from sms_responder_surfaces import inbox, people
 from conftest import MODULE, connect, query
 from test_sms_responder import AUTH_ID, AUTH_TOKEN, OUR_NUMBER, SENDER, inbound, post
 
@@ -50,7 +50,7 @@ def app(make_app, fake_api):
 
 def add_person(app, name="alice", password=PASSWORD):
     with app.store.transaction() as tx:
-        inbox.add_person(tx, name, password, time.time())
+        people.add_person(tx, name, password, time.time())
 
 
 @pytest.fixture
@@ -215,8 +215,8 @@ class TestLogin:
 
             def __getattr__(self, name):
                 return getattr(self.hasher, name)
-        hasher = Spy(inbox.passwords())
-        monkeypatch.setattr(inbox, "passwords", lambda: hasher)
+        hasher = Spy(people.passwords())
+        monkeypatch.setattr(people, "passwords", lambda: hasher)
         browser = webtest.TestApp(app)
         log_in(browser, "nobody", status=401)
         log_in(browser, "alice", "wrong password!!", status=401)
@@ -331,7 +331,8 @@ class TestList:
         rows = self.rows(client.get(INBOX))
         assert [row["number"] for row in rows] == ["+14155550333", "+14155550222", f"+{SENDER}", "+14155550111"]
         assert rows[2]["last"] == "Is my order ready?"  # one line
-        assert rows[2]["marks"] == ["Waiting", "Forwarded"] and rows[1]["marks"] == ["Opted out", "Forwarded"]
+        assert rows[2]["marks"] == ["Unread", "Waiting", "Forwarded"]  # unread: the team issue
+        assert rows[1]["marks"] == ["Unread", "Opted out", "Forwarded"]
 
     def test_an_answer_by_a_person_clears_waiting_and_an_outbound_message_starts_a_conversation(self, client):
         customer_says(client, "hello?")
@@ -384,9 +385,10 @@ class TestConversation:
         assert "see this https://x.example/p.jpg Forwarded to +14155550188" in entries[2]
         assert entries[3].endswith("You said: see this")
         assert entries[4].startswith(f"Answered from the phone of +{OWNER}") and entries[4].endswith("from my phone")
-        assert entries[5].startswith("Sent by alice") and "queued" in entries[5] and entries[5].endswith("Got it")
+        assert entries[5].startswith("Assigned to alice by alice")  # who answers becomes the assignee (team issue)
+        assert entries[6].startswith("Sent by alice") and "queued" in entries[6] and entries[6].endswith("Got it")
         sms_responder_drain(app)
-        assert "· sent" in " ".join(client.get(CONVERSATION).html.select(".messages > li")[5].text.split())
+        assert "· sent" in " ".join(client.get(CONVERSATION).html.select(".messages > li")[6].text.split())
 
     def test_an_answer_goes_through_the_outbound_path(self, client, app, database_url, fake_api):
         client.post(f"{CONVERSATION}/send", {"csrf": csrf(client), "message": "Your table is ready"}, status=303)

@@ -4,6 +4,7 @@ The service runs as a user runs it (`python sms_responder.py --with-worker`, sen
 Plivo API), on SQLite and PostgreSQL. Nothing is downloaded: Playwright drives /usr/bin/chromium.
 Each test finds things by the names a person reads (labels, button texts). Screenshots go to the
 test's folder, and to $SMS_RESPONDER_SCREENSHOTS when it is set (the README's picture comes from there).
+The browser itself is conftest's (one Chromium per test process, shared with test_team_browser.py).
 """
 
 import os
@@ -24,22 +25,7 @@ from throwaway_postgres import free_port
 
 OWNER = "14155550188"
 PASSWORD = "correct horse battery staple"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LIVE = 2.0  # seconds: the contract's "within 2 s without a reload"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        (pytest.fail if os.environ.get("SMS_RESPONDER_REQUIRE_POSTGRES") == "1" else pytest.skip)(
-            "Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 import webtest
 
 import sms_responder
-from sms_responder_surfaces import api, inbox, metrics, operating
+from sms_responder_surfaces import api, metrics, operating, people, team
 from conftest import MODULE, Service, connect, load_previous_release, query
 from fake_plivo_api import FakePlivoAPI
 from test_reliability import post_raw, signed_body
@@ -582,15 +582,30 @@ class TestIndexes:
             recipient=SENDER)),
         "stats, outbound": lambda tx: operating.outbound_counts(tx, time.time() - 86400),
         "purge, outbound": lambda tx: sms_responder.purge_outbound(tx, time.time() - 86400, 1000),
-        "inbox: a session": lambda tx: inbox.session_of(tx, "token", time.time(), 12),
-        "inbox: a login": lambda tx: inbox.start_login(tx, "alice", time.time()),
-        "inbox: a new session": lambda tx: inbox.open_session(tx, "alice", time.time()),
-        "inbox: a hash re-made": lambda tx: inbox.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
-        "inbox: the list": lambda tx: inbox.conversation_list(tx, frozenset(), None, ""),
-        "inbox: a row of the list": lambda tx: inbox._summary(tx, SENDER, OUR_NUMBER),
-        "inbox: a conversation": lambda tx: inbox.conversation_entries(tx, SENDER, OUR_NUMBER),
-        "inbox: search for digits": lambda tx: inbox.conversation_list(tx, frozenset(), None, "555 0123"),
-        "inbox: search for words": lambda tx: inbox.conversation_list(tx, frozenset(), None, "ready now"),
+        "inbox: a session": lambda tx: people.session_of(tx, "token", time.time(), 12),
+        "inbox: a login": lambda tx: people.start_login(tx, "alice", time.time()),
+        "inbox: a new session": lambda tx: people.open_session(tx, "alice", time.time()),
+        "inbox: a hash re-made": lambda tx: people.upgrade_hash(tx, "alice", "$argon2id$old", "$argon2id$new"),
+        "inbox: the list": lambda tx: team.conversation_list(tx, team.words_index(tx.store), team.ListQuery("alice"),
+                                                             frozenset()),
+        "inbox: a row of the list": lambda tx: team._summary(tx, SENDER, OUR_NUMBER, tx.timestamp(time.time())),
+        "inbox: a conversation": lambda tx: team.conversation_entries(tx, SENDER, OUR_NUMBER),
+        "inbox: search for words": lambda tx: team.conversation_list(
+            tx, team.words_index(tx.store), team.ListQuery("alice", search="ready now"), frozenset()),
+        "inbox: search for digits": lambda tx: team.conversation_list(
+            tx, team.words_index(tx.store), team.ListQuery("alice", search="555 0123"), frozenset()),
+        "inbox: the list, mine": lambda tx: team.conversation_list(
+            tx, team.words_index(tx.store), team.ListQuery("alice", "mine"), frozenset()),
+        "inbox: the list, unassigned": lambda tx: team.conversation_list(
+            tx, team.words_index(tx.store), team.ListQuery("alice", "unassigned"), frozenset()),
+        "inbox: opened, so read": lambda tx: team.mark_read(tx, "alice", SENDER, OUR_NUMBER),
+        "inbox: what a person read": lambda tx: team.reads_of(tx, "alice", [(SENDER, OUR_NUMBER)]),
+        "inbox: unread count": lambda tx: team.unread_count(tx, "alice", frozenset([OUR_NUMBER])),
+        "inbox: an answer assigns": lambda tx: team.assign_on_answer(tx, SENDER, OUR_NUMBER, "alice", time.time()),
+        "inbox: the assignee": lambda tx: team.assignee_of(tx, SENDER, OUR_NUMBER),
+        "inbox: a person removed": lambda tx: team.hand_back(tx, "alice"),
+        "inbox: a saved reply": lambda tx: team.saved_reply(tx, 1),
+        "purge, the team's record": lambda tx: sms_responder.purge_conversations(tx, time.time() - 86400),
         "metrics: the outbox waiting": lambda tx: metrics.outbox_waiting(tx),
         "metrics: opt-outs": lambda tx: metrics.opt_outs_total(tx),
         "messages --limit": lambda tx: operating.find_messages(tx, operating.MessageQuery()),
@@ -621,8 +636,10 @@ class TestIndexes:
                     # a table scanned, not EXISTS's constant row, nor a subquery's own rows (a co-routine or
                     # a materialized result, named as such in the plan)
                     subqueries = set(re.findall(r"(?:CO-ROUTINE|MATERIALIZE) (\w+)", plan))
-                    full_scan = [name for name in re.findall(r"\bSCAN (?!CONSTANT ROW)(\w+)\b(?! USING)", plan)
-                                 if name not in subqueries]
+                    # (an FTS5 table's scan for a MATCH, idxStr "M...", reads its index)
+                    full_scan = [name for name in re.findall(
+                        r"\bSCAN (?!CONSTANT ROW)(\w+)\b(?! USING)(?! VIRTUAL TABLE INDEX \d+:M)", plan)
+                        if name not in subqueries]
                     assert "USING" in plan and not full_scan, (sql, plan)
             else:  # on an almost empty table PostgreSQL rightly prefers a scan: ask whether an index can serve
                 recording = Recording(connection.connection)
@@ -630,6 +647,8 @@ class TestIndexes:
                 self.WORK[name](sms_responder.PostgresTransaction(store, recording))
                 assert recording.statements, "nothing was checked"
                 for sql, params in recording.statements:
+                    if "/* read whole */" in sql:  # a table read whole by design (tx.scan), as on SQLite
+                        continue
                     plan = " ".join(row[0] for row in connection.connection.execute(f"EXPLAIN {sql}", params))
                     reads_a_table = " FROM " in sql or sql.startswith(("UPDATE", "DELETE"))
                     assert "Seq Scan" not in plan and ("Index" in plan or not reads_a_table), (sql, plan)

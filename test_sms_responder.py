@@ -547,12 +547,12 @@ class TestStorage:
     @pytest.mark.sqlite_only
     def test_older_file_is_migrated_in_place(self, database, make_app):
         with sqlite3.connect(database) as old:
-            old.execute("CREATE TABLE notes (x)")  # a version-0 file that already holds something
+            old.execute("CREATE TABLE my_notes (x)")  # a version-0 file that already holds something
         client = webtest.TestApp(make_app())
         post(client, inbound())
         with sqlite3.connect(database) as migrated:
             assert migrated.execute("PRAGMA user_version").fetchone()[0] == sms_responder.SCHEMA_VERSION
-            assert migrated.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
+            assert migrated.execute("SELECT count(*) FROM my_notes").fetchone()[0] == 0
         migrated.close()
 
     @pytest.mark.sqlite_only

@@ -26,7 +26,7 @@ import webtest
 
 import sms_responder
 from conftest import MODULE, connect, query
-from sms_responder_surfaces import api, inbox, verification
+from sms_responder_surfaces import api, inbox, people, verification
 from test_inbox import PASSWORD, log_in
 from test_metrics import METRICS_TOKEN, scraped
 from test_operations import Recording
@@ -463,7 +463,9 @@ class TestTheCodeIsNeverStored:
     def test_not_in_any_table(self, deployment, token, fake_api, database_url, backend):
         code, _ = self.a_verification_checked(deployment, token, fake_api)
         tables = [row[0] for row in query(database_url, (
-            "SELECT name FROM sqlite_master WHERE type = 'table'" if backend == "sqlite" else
+            # an FTS5 table without content cannot be read whole; its shadow tables (the index) are read
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'"
+            if backend == "sqlite" else
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"))]
         assert {"verifications", "outbox", "messages"} <= set(tables)
         dump = "\n".join(repr(query(database_url, f"SELECT * FROM {table}")) for table in tables).encode()
@@ -491,7 +493,7 @@ class TestTheCodeIsNeverStored:
         one = client.get(f"{api.API_MESSAGES_PATH}/{conversation[0]['id']}", headers=bearer(reader)).text
         assert "******" in one and code not in one
         with app.store.transaction() as tx:
-            inbox.add_person(tx, "alice", PASSWORD, time.time())
+            people.add_person(tx, "alice", PASSWORD, time.time())
         log_in(client)
         page = client.get(f"{inbox.INBOX_PATH}/conversations/{SENDER}/{OUR_NUMBER}").text
         assert "******" in page and code not in page

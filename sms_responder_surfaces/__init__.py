@@ -1,8 +1,9 @@
 """The surfaces of sms_responder: what people and other systems use besides the webhook.
 
 The core, sms_responder.py beside this package, answers Plivo's webhooks and runs alone. Each module
-here is one surface built on it; the core knows them by name (SURFACES), imports each when it
-builds the application or the command line, and asks it for two things:
+here is a surface built on it, or serves one (people, team); the core knows the surfaces by name
+(SURFACES), imports each when it builds the application or the command line, and asks it for two
+things:
 
     attach(app) -> routes       the WSGI routes it serves ({path: {method: handler}}; a path that
                                 ends in "/" serves every path below it); it may also give the app
@@ -17,7 +18,11 @@ builds the application or the command line, and asks it for two things:
                   made from a seed and a key derived from PLIVO_AUTH_TOKEN (never stored); the
                   country allow-list and the prefix limit against SMS pumping. It registers the
                   app's text maker, which the outbox worker calls to put the code into the SMS.
-    inbox       /inbox: the team's pages (templates/, static/), people and sessions; `users`
+    inbox       /inbox: the team's pages (templates/, static/); `users`. Two modules serve it and are no
+                surface of their own: people (who may log in, logins, sessions, the verb `users`)
+                and team (what the pages read and write of conversations: the list and its views,
+                a conversation's timeline, search and its index, assignment, unread, notes, saved
+                replies)
     operating   the commands `messages`, `stats` and `opt-outs`
     metrics     /metrics: Prometheus counters summed over a host's processes, gauges from the database
 

@@ -1,32 +1,28 @@
 """The team inbox: every conversation in a browser, behind a login (README: The inbox).
 
-Owns: the people who may log in (Argon2id, at most two checks at once, lockout, the record of
-logins) and their sessions, the command `users`, and the pages under /inbox: the list, a
-conversation, answering, opt-out and opt-in by hand, live updates. Its templates are in
-templates/ (Jinja2, every value escaped), its style, script and icon in static/.
+Owns the pages under /inbox: logging in and out, the list (views All, Mine, Unassigned; search), a
+conversation (its timeline, answering now or later, cancelling what waits, assignment, notes, opt-out
+and opt-in by hand), saved replies, live updates and the unread count in the title. Its templates
+are in templates/ (Jinja2, every value escaped), its style, script and icon in static/. Who may log
+in and their sessions are people.py's (with the command `users`, which this surface adds); what the
+pages read and write of conversations is team.py's.
 
-Uses of the core: the app's settings and store, the opt-out list, the HTTP plumbing, phone numbers,
-segments and the command helpers; and of speaking first (api), the checks and queue every outbound
-message goes through, so that an answer from the inbox is sent as POST /api/messages would send it.
+Uses of the core: the app's settings and store, the HTTP plumbing (HTTPError, ApiError, Response,
+forms), phone numbers, segments, iso_timestamp and the log; and of speaking first (api), the checks
+and queue every outbound message goes through, so that an answer from the inbox is sent (or
+scheduled) as POST /api/messages would send it, and cancelled as DELETE would cancel it.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import functools
-import getpass
-import hashlib
 import hmac
 import importlib
-import json
 import re
-import secrets
-import sys
-import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+import zoneinfo
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -34,14 +30,13 @@ from typing import Any
 from wsgiref.types import WSGIEnvironment
 
 from sms_responder import (
-    MAX_REPLY_CHARS, NAME_PATTERN, TEXT_CONTENT_TYPE, ApiError, ConfigError, HTTPError, Response, Routes, Settings,
-    SmsResponder, Store, Transaction, cancel_for_opt_out, cli_number, command_store, configure_logging,
-    iso_timestamp, json_response, log, mask_number, number_forms, number_key, parse_form, read_body,
-    read_environment, segments_of, token_digest,
+    MAX_REPLY_CHARS, TEXT_CONTENT_TYPE, ApiError, HTTPError, Response, Routes, Settings, SmsResponder, Store,
+    Transaction, cli_number, iso_timestamp, json_response, log, mask_number, number_key, parse_form, read_body,
+    segments_of,
 )
-from sms_responder_surfaces.api import (
-    OUTBOUND_COLUMNS, InvalidField, OptedOut, outbound_of, outbound_request, queue_outbound,
-)
+from sms_responder_surfaces import people, team
+from sms_responder_surfaces.api import InvalidField, OptedOut, cancel_outbound, outbound_request, queue_outbound
+from sms_responder_surfaces.people import LOGIN_LOCKOUT, SESSION_COOKIE, SESSION_LIMIT, LockedOut, Session
 
 #: The pages' templates, and the files the pages load (style, script, icon), installed with the package.
 TEMPLATES = Path(__file__).with_name("templates")
@@ -54,233 +49,13 @@ def attach(app: SmsResponder) -> Routes:
 
 
 def add_commands(commands: Any) -> None:
-    """users: who may log in (add, list, remove, password)."""
-    users = commands.add_parser("users", help="who may log in to the inbox: add, list, remove, password"
-                                ).add_subparsers(dest="action", required=True)
-    for action, what in (("add", "add a person (asks for a password)"), ("remove", "remove a person; ends their"
-                         " sessions"), ("password", "set a new password; ends their sessions")):
-        person_parser = users.add_parser(action, help=what)
-        person_parser.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ -")
-        person_parser.set_defaults(run=manage_people)
-    users.add_parser("list", help="everyone who may log in").set_defaults(run=manage_people)
-
-
-# -- People and sessions ------------------------------------------------------
-
-INBOX_PATH = "/inbox"
-SESSION_COOKIE = "sms_inbox"
-SESSION_LIMIT = 7 * 86400.0    # seconds a session lasts at most, however active
-SESSION_TOUCH_EVERY = 60.0     # seconds: a session's last request is written at most this often
-LOGIN_TRIES = 5                # failed logins of one name within LOGIN_LOCKOUT ...
-LOGIN_LOCKOUT = 15 * 60.0      # ... lock that name for this long, whatever the password
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024            # characters: a longer one is refused before it is hashed
-PASSWORD_CHECKS = 2            # Argon2 checks at once in one process: each holds 64 MiB while it runs
-#: Logins beyond PASSWORD_CHECKS wait their turn here, so that twenty at once cost the memory of two.
-password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """A person logged in: their name, the cookie's token (only its digest is stored), its CSRF token."""
-
-    name: str
-    token: str
-
-    @property
-    def csrf(self) -> str:
-        """The CSRF token of this session: derived from the session's token, so nothing more is stored."""
-        return hmac.new(self.token.encode(), b"csrf", "sha256").hexdigest()
-
-
-def person_name(raw: str) -> str:
-    if not NAME_PATTERN.fullmatch(raw):
-        raise ConfigError([f"name {raw!r}: 1 to 64 letters, digits, '.', '_' or '-'"])
-    return raw
-
-
-@functools.cache
-def passwords() -> Any:
-    """Argon2id with the library's (OWASP's) recommended parameters. The inbox's libraries are imported
-    when it is first used: a worker that only answers webhooks never loads them."""
-    return importlib.import_module("argon2").PasswordHasher()
-
-
-def add_person(tx: Transaction, name: str, password: str, now: float) -> None:
-    """A new person who may log in; ConfigError if the name is taken."""
-    added = tx.execute("INSERT INTO users (name, password, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                       (name, passwords().hash(password), tx.timestamp(now))).rowcount
-    if not added:
-        raise ConfigError([f"{name} exists already; `users password {name}` sets a new password"])
-
-
-def change_password(tx: Transaction, name: str, password: str) -> bool:
-    """Set a new password and end every session of that person; False if there is no such person."""
-    changed = tx.execute("UPDATE users SET password = ? WHERE name = ?", (passwords().hash(password), name)).rowcount
-    tx.execute("DELETE FROM sessions WHERE name = ?", (name,))
-    return changed == 1
-
-
-def remove_person(tx: Transaction, name: str) -> bool:
-    """Remove a person and end their sessions at once (every host reads sessions from the database)."""
-    tx.execute("DELETE FROM sessions WHERE name = ?", (name,))
-    return tx.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 1
-
-
-def people(history: Transaction) -> list[tuple[str, datetime, int]]:
-    """(name, added, sessions open) of everyone who may log in."""
-    return [(name, history.moment(created), sessions) for name, created, sessions in history.execute(
-        "SELECT name, created_at, (SELECT count(*) FROM sessions s WHERE s.name = u.name) FROM users u"
-        " ORDER BY name").fetchall()]
-
-
-def anyone_may_log_in(history: Transaction) -> bool:
-    return history.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0]
-
-
-def may_be_a_login(name: str, password: str) -> bool:
-    """Could this be someone's name and password? If not, the login is refused before any hashing and
-    stored nowhere (a 60,000-character name was a failed try of its own, and a long password a long hash)."""
-    return NAME_PATTERN.fullmatch(name) is not None and len(password) <= MAX_PASSWORD
-
-
-def log_login(outcome: str, name: str, environ: WSGIEnvironment) -> None:
-    """The record of a login (ok, failed, locked): the name as typed, cut to a name's longest (the log's
-    formatter escapes what could forge a line), and the client's address; never the password."""
-    fields = {"outcome": outcome, "name": name[:64]}
-    if environ.get("REMOTE_ADDR"):
-        fields["client"] = environ["REMOTE_ADDR"]
-    log.info("login", extra={"fields": fields})
-
-
-def start_login(tx: Transaction, name: str, now: float) -> str | None:
-    """The stored password hash of `name` (None: no one is called that), the try counted as failed in
-    advance, so that tries racing on several hosts all count. LockedOut after LOGIN_TRIES failures of
-    that name within LOGIN_LOCKOUT; failures older than that, anyone's, are deleted on the way (the
-    table holds the last LOGIN_LOCKOUT's at most). The hash is checked outside any transaction: it
-    is slow on purpose."""
-    tx.lock(f"login {name}")
-    tx.execute("DELETE FROM login_failures WHERE failed_at < ?", (tx.timestamp(now - LOGIN_LOCKOUT),))
-    if tx.execute("SELECT count(*) FROM login_failures WHERE name = ?", (name,)).fetchone()[0] >= LOGIN_TRIES:
-        raise LockedOut(name)
-    tx.execute("INSERT INTO login_failures (name, failed_at) VALUES (?, ?)", (name, tx.timestamp(now)))
-    row = tx.execute("SELECT password FROM users WHERE name = ?", (name,)).fetchone()
-    return row and row[0]
-
-
-def upgrade_hash(tx: Transaction, name: str, old: str, new: str) -> None:
-    """Store a hash made with today's parameters in place of one made with older ones (unless the
-    password was changed meanwhile)."""
-    tx.execute("UPDATE users SET password = ? WHERE name = ? AND password = ?", (new, name, old))
-
-
-def open_session(tx: Transaction, name: str, now: float) -> str | None:
-    """A new session's token for a person whose password matched (their failed tries are forgotten);
-    None if they were removed meanwhile. Sessions unused for 7 days, anyone's, are deleted on the way
-    (others that have ended are refused, and deleted, when next presented)."""
-    token = secrets.token_urlsafe(32)
-    tx.execute("DELETE FROM sessions WHERE seen_at < ?", (tx.timestamp(now - SESSION_LIMIT),))  # long dead
-    tx.execute("DELETE FROM login_failures WHERE name = ?", (name,))
-    opened = tx.execute("INSERT INTO sessions (digest, name, created_at, seen_at) SELECT ?, name, ?, ? FROM users"
-                        " WHERE name = ?", (token_digest(token), tx.timestamp(now), tx.timestamp(now), name)).rowcount
-    return token if opened else None
-
-
-class LockedOut(Exception):
-    """Too many failed logins for one name: refused for a while, whatever the password."""
-
-
-def check_password(hashed: str | None, password: str) -> tuple[bool, str | None]:
-    """Does the password match the stored hash; and if it does and the hash was made with older
-    parameters, a new hash to store in its place (else None). With no hash (no such person) a hash
-    is still checked, so that an unknown name takes as long as a wrong password. At most
-    PASSWORD_CHECKS of these run at once in this process (each Argon2 check holds 64 MiB); the
-    others wait their turn."""
-    errors = importlib.import_module("argon2.exceptions")
-    hasher = passwords()
-    with password_checks:
-        try:
-            matches = hasher.verify(hashed or _nobodys_hash(), password) and hashed is not None
-        except (errors.VerificationError, errors.InvalidHashError):
-            return False, None
-        return matches, (hasher.hash(password) if matches and hasher.check_needs_rehash(hashed) else None)
-
-
-@functools.cache
-def _nobodys_hash() -> str:
-    """The hash an unknown name is checked against (made once, of a password no one knows)."""
-    return passwords().hash(secrets.token_urlsafe(16))
-
-
-def session_of(tx: Transaction, token: str, now: float, idle_hours: int) -> Session | None:
-    """The session a cookie's token opens, if it has not ended (idle too long, too old, or ended)."""
-    row = tx.execute("SELECT name, created_at, seen_at FROM sessions WHERE digest = ?",
-                     (token_digest(token),)).fetchone()
-    if row is None:
-        return None
-    created, seen = tx.moment(row[1]).timestamp(), tx.moment(row[2]).timestamp()
-    if seen < now - idle_hours * 3600 or created < now - SESSION_LIMIT:
-        tx.execute("DELETE FROM sessions WHERE digest = ?", (token_digest(token),))
-        return None
-    if seen < now - SESSION_TOUCH_EVERY:
-        tx.execute("UPDATE sessions SET seen_at = ? WHERE digest = ?", (tx.timestamp(now), token_digest(token)))
-    return Session(row[0], token)
-
-
-def end_session(tx: Transaction, token: str) -> None:
-    tx.execute("DELETE FROM sessions WHERE digest = ?", (token_digest(token),))
-
-
-def read_password(name: str) -> str:
-    """A new password: asked twice on a terminal, else one line of standard input."""
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"Password for {name}: ")
-        if getpass.getpass("Again: ") != password:
-            raise ConfigError(["the two passwords differ"])
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if len(password) < MIN_PASSWORD:
-        raise ConfigError([f"the password must have at least {MIN_PASSWORD} characters"])
-    return password
-
-
-def manage_people(args: argparse.Namespace) -> int:
-    """users add NAME | list | remove NAME | password NAME: who may log in to the inbox."""
-    settings = Settings.from_env(read_environment())
-    name = person_name(args.name) if args.action != "list" else ""
-    password = read_password(name) if args.action in ("add", "password") else ""
-    configure_logging(settings.log_level, settings.log_format)
-    with command_store(settings) as store:
-        if args.action == "list":
-            with store.reading() as history:
-                for person, added, sessions in people(history):
-                    print(f"{person:<24} added {added.astimezone():%Y-%m-%d %H:%M}, {sessions} session(s) open")
-            return 0
-        with store.transaction() as tx:
-            if args.action == "add":
-                add_person(tx, name, password, time.time())
-                found = True
-            elif args.action == "password":
-                found = change_password(tx, name, password)
-            else:
-                found = remove_person(tx, name)
-        if not found:
-            raise ConfigError([f"there is no one called {name}"])
-    log.info({"add": "person added", "password": "password changed", "remove": "person removed"}[args.action],
-             extra={"fields": {"name": name}})
-    print({"add": f"{name} may log in to the inbox",
-           "password": f"new password for {name}; their sessions have ended",
-           "remove": f"removed {name}; their sessions have ended"}[args.action])
-    return 0
+    """users: who may log in (people.py)."""
+    people.add_commands(commands)
 
 
 # -- Pages: conversations in a browser ----------------------------------------
 
-LIST_PAGE = 50                 # conversations a page of the list shows; "More" shows the next ones
-CONVERSATION_PAGE = 200        # a conversation shows its newest messages, this many
-LIST_WINDOW = 2_000            # the list looks at the newest messages first, then at four times more ...
-LIST_WINDOW_MAX = 128_000      # ... up to this many, then groups them all (one sender flooding the rest)
-SEARCH_WINDOW = 5_000          # a search looks at the newest messages first, then scans them all
+INBOX_PATH = "/inbox"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 #: Every page: scripts and styles only from our own files (no inline script can run), no framing. (The
 #: application adds Cache-Control: no-store and X-Content-Type-Options: nosniff to every /inbox answer.)
@@ -290,231 +65,28 @@ PAGE_HEADERS = (
     ("Referrer-Policy", "same-origin"))
 STATIC_FILES = {"inbox.css": "text/css; charset=utf-8", "inbox.js": "text/javascript; charset=utf-8",
                 "favicon.svg": "image/svg+xml"}
-_CONVERSATION_PATH = re.compile(r"(\d{3,20})/(\d{3,20})(?:/(send|opt-out|opt-in))?")
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversation:
-    """A row of the list: one customer and one number of ours, and what happened last."""
-
-    customer: str       # digits
-    ours: str           # digits
-    last_at: datetime
-    last_text: str | None
-    waiting: bool       # the customer wrote last, and no one has answered since
-    opted_out: bool
-    forwarded: bool     # the customer's last message was forwarded to an owner's phone
-
-    @property
-    def path(self) -> str:
-        return f"{INBOX_PATH}/conversations/{self.customer}/{self.ours}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One thing in a conversation, in time order: the customer's message (with its automatic answer
-    and forwards), an outbound message, an owner's relay, or an opt-out or opt-in made by hand."""
-
-    kind: str                          # "in", "out", "relay" or "consent"
-    at: datetime
-    text: str | None = None
-    media_urls: tuple[str, ...] = ()
-    reply: str | None = None           # "in": the automatic answer ...
-    rule: str | None = None            # ... the rule that chose it
-    outcome: str | None = None
-    forwarded_to: tuple[str, ...] = ()
-    by: str | None = None              # "out": who sent it; "relay": the owner; "consent": the person
-    status: str | None = None          # "out": where it is (queued ... delivered, failed)
-    error: str | None = None
-
-
-def conversation_list(history: Transaction, not_customers: frozenset[str], before: float | None,
-                      search: str, limit: int = LIST_PAGE) -> list[Conversation]:
-    """The conversations with activity before `before` (None: any), newest activity first; with
-    `search`, only those with a message holding every word of it, or whose number holds its digits."""
-    until = history.timestamp(before if before is not None else time.time() + 86400)
-    found = (_found_pairs if search else _recent_pairs)(history, until, search, limit, not_customers)
-    rows = []
-    for customer, ours in sorted(found, key=found.get, reverse=True):  # by their newest activity found
-        row = _summary(history, customer, ours)
-        if row and (before is None or row.last_at.timestamp() < before):  # else it was on an earlier page
-            rows.append(row)
-            if len(rows) == limit:
-                break
-    opted_out = {(number, ours) for ours in {row.ours for row in rows}
-                 for number in history.opted_out_of([row.customer for row in rows if row.ours == ours], ours)}
-    return [dataclasses.replace(row, opted_out=(row.customer, row.ours) in opted_out,
-                                waiting=row.waiting and (row.customer, row.ours) not in opted_out) for row in rows]
-
-
-def _recent_pairs(history: Transaction, until: object, search: str, limit: int, not_customers: frozenset[str]
-                  ) -> dict[tuple[str, str], object]:
-    """The newest activity before `until` of at least `limit` conversations (unless there are fewer):
-    outbound messages, and the newest messages, grouped, looking four times further back while they
-    hold too few conversations (one sender flooding the rest: all of them, grouped, once)."""
-    found = _outbound_pairs(history, until, limit, "")
-    window = LIST_WINDOW
-    while True:
-        grouped = history.execute(
-            "SELECT from_number, to_number, relayed_to, max(received_at), count(*) FROM (SELECT from_number, to_number,"
-            " relayed_to, received_at FROM messages WHERE received_at < ? AND from_number IS NOT NULL"
-            " ORDER BY received_at DESC LIMIT ?) AS m GROUP BY from_number, to_number, relayed_to",
-            (until, window)).fetchall()
-        inbound = _by_pair(grouped, not_customers)
-        if len(inbound) >= limit or sum(row[4] for row in grouped) < window:
-            break
-        if window >= LIST_WINDOW_MAX:
-            inbound = _by_pair(history.execute(
-                "SELECT from_number, to_number, relayed_to, max(received_at) FROM messages WHERE received_at < ?"
-                " AND from_number IS NOT NULL GROUP BY from_number, to_number, relayed_to"
-                " ORDER BY max(received_at) DESC LIMIT ?", (until, limit + len(not_customers))).fetchall(),
-                not_customers)
-            break
-        window *= 4
-    return _newest(found, inbound)
-
-
-def _found_pairs(history: Transaction, until: object, search: str, limit: int, not_customers: frozenset[str]
-                 ) -> dict[tuple[str, str], object]:
-    """The newest matching activity before `until` of conversations with a message matching the search
-    (digits: the customer's number; words: each in the customer's text or an owner's relayed answer):
-    among the newest messages first, then (too few found) in one scan of them all."""
-    digits = number_key(search.strip())
-    if digits.isdigit():
-        inbound, outbound, outbound_params = " AND from_number LIKE ?", " AND dst LIKE ?", [f"%{digits}%"]
-        params = outbound_params
-    else:  # every word in the customer's text, or in an owner's relayed answer (not the automatic replies)
-        # the longest word first: longer words are rarer, so most rows fail the first test and stop there
-        outbound_params = [f"%{_like_escaped(word)}%" for word in sorted(search.split(), key=len, reverse=True)]
-        like = f"{history.like} ? ESCAPE '\\'"
-        inbound = "".join(f" AND (text {like} OR (relayed_to IS NOT NULL AND reply {like}))" for _ in outbound_params)
-        outbound = "".join(f" AND text {like}" for _ in outbound_params)
-        params = [pattern for word in outbound_params for pattern in (word, word)]
-    found = _outbound_pairs(history, until, limit, outbound, *outbound_params)
-    matching = _by_pair(history.execute(
-        "SELECT from_number, to_number, relayed_to, max(received_at) FROM (SELECT from_number, to_number, relayed_to,"
-        " received_at, text, reply FROM messages WHERE received_at < ? AND from_number IS NOT NULL"
-        " ORDER BY received_at DESC LIMIT ?) AS m WHERE 1 = 1" + inbound + " GROUP BY from_number, to_number,"
-        " relayed_to", (until, SEARCH_WINDOW, *params)).fetchall(), not_customers)
-    if len(matching) < limit:
-        matching = _by_pair(history.execute(
-            "SELECT from_number, to_number, relayed_to, max(received_at) FROM messages" + history.scan +
-            " WHERE received_at < ? AND from_number IS NOT NULL" + inbound + " GROUP BY from_number, to_number,"
-            " relayed_to ORDER BY max(received_at) DESC LIMIT ?", (until, *params, limit + len(not_customers))
-        ).fetchall(), not_customers)
-    return _newest(found, matching)
-
-
-def _by_pair(rows: list[tuple], not_customers: frozenset[str]) -> dict[tuple[str, str], object]:
-    """Grouped (from, to, relayed_to, newest) rows by conversation: the sender's, or for an owner's relay,
-    the customer's; senders who are not customers (owners, our numbers) left out."""
-    pairs: dict[tuple[str, str], object] = {}
-    for sender, ours, relayed_to, newest in (row[:4] for row in rows):
-        pair = (relayed_to or number_key(sender), number_key(ours))
-        if pair[0] not in not_customers:
-            pairs[pair] = max(newest, pairs.get(pair, newest))
-    return pairs
-
-
-def _outbound_pairs(history: Transaction, until: object, limit: int, condition: str, *params: object
-                    ) -> dict[tuple[str, str], object]:
-    return {(number_key(dst), number_key(src)): newest for dst, src, newest in history.execute(
-        "SELECT dst, src, max(queued_at) FROM outbox WHERE kind = 'outbound' AND queued_at < ? AND dst IS NOT NULL" +
-        condition + " GROUP BY dst, src ORDER BY max(queued_at) DESC LIMIT ?", (until, *params, limit)).fetchall()}
-
-
-def _newest(*found: dict[tuple[str, str], object]) -> dict[tuple[str, str], object]:
-    newest: dict[tuple[str, str], object] = {}
-    for pairs in found:
-        for pair, at in pairs.items():
-            newest[pair] = max(at, newest.get(pair, at))
-    return newest
-
-
-def _like_escaped(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _summary(history: Transaction, customer: str, ours: str) -> Conversation | None:
-    """A conversation's newest message either way (an inbound one, an outbound one, an owner's relay)."""
-    latest = []
-    inbound = history.execute(
-        "SELECT received_at, text, forwarded_to FROM messages WHERE from_number IN (?, ?) AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT 1", (*number_forms(customer), *number_forms(ours))).fetchone()
-    if inbound:
-        latest.append((history.moment(inbound[0]), "in", inbound[1], inbound[2] is not None))
-    outbound = history.execute(
-        "SELECT queued_at, text FROM outbox WHERE kind = 'outbound' AND dst = ? AND src = ?"
-        " ORDER BY queued_at DESC LIMIT 1", (customer, ours)).fetchone()
-    if outbound:
-        latest.append((history.moment(outbound[0]), "out", outbound[1], False))
-    relay = history.execute(
-        "SELECT received_at, reply FROM messages WHERE relayed_to = ? AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT 1", (customer, *number_forms(ours))).fetchone()
-    if relay:
-        latest.append((history.moment(relay[0]), "relay", relay[1], False))
-    if not latest:
-        return None
-    at, kind, text, _ = max(latest, key=lambda item: item[0])
-    return Conversation(customer, ours, at, text, waiting=kind == "in", opted_out=False,
-                        forwarded=bool(inbound and inbound[2]))
-
-
-def conversation_entries(history: Transaction, customer: str, ours: str,
-                         limit: int = CONVERSATION_PAGE) -> list[Entry]:
-    """The newest `limit` things of a conversation, oldest first."""
-    forms = (*number_forms(customer), *number_forms(ours))
-    entries = [Entry("in", history.moment(row[0]), row[1], tuple(json.loads(row[2] or "[]")), row[3], row[4], row[5],
-                     tuple(row[6].split(",")) if row[6] else (), status=row[7])
-               for row in history.execute(
-                   "SELECT m.received_at, m.text, m.media_urls, m.reply, m.rule, m.outcome, m.forwarded_to, o.status"
-                   " FROM messages m LEFT JOIN outbox o ON o.message_uuid = m.message_uuid AND o.kind = 'reply'"
-                   " WHERE m.from_number IN (?, ?) AND m.to_number IN (?, ?) ORDER BY m.received_at DESC LIMIT ?",
-                   (*forms, limit)).fetchall()]
-    entries += [Entry("out", message.created_at, message.text, message.media_urls, by=message.sent_by,
-                      status=message.status, error=message.error)
-                for message in (outbound_of(history, row) for row in history.execute(
-                    f"SELECT {OUTBOUND_COLUMNS} FROM outbox WHERE kind = 'outbound' AND dst = ? AND src = ?"
-                    " ORDER BY queued_at DESC LIMIT ?", (customer, ours, limit)).fetchall())]
-    entries += [Entry("relay", history.moment(at), text, by=owner) for at, text, owner in history.execute(
-        "SELECT received_at, reply, from_number FROM messages WHERE relayed_to = ? AND to_number IN (?, ?)"
-        " ORDER BY received_at DESC LIMIT ?", (customer, *number_forms(ours), limit)).fetchall()]
-    entries += [Entry("consent", history.moment(at), change, by=person) for change, person, at in history.execute(
-        "SELECT change, changed_by, changed_at FROM consent_changes WHERE number = ? AND to_number = ?"
-        " ORDER BY changed_at DESC LIMIT ?", (customer, ours, limit)).fetchall()]
-    return sorted(entries, key=lambda entry: entry.at)[-limit:]
-
-
-def change_consent(tx: Transaction, customer: str, ours: str, opt_out: bool, person: str, now: float) -> None:
-    """An opt-out or opt-in made by a person: it acts as a STOP or a START, and who made it is kept."""
-    if opt_out:
-        tx.opt_out(customer, ours, now)
-        cancel_for_opt_out(tx, [(customer, ours)])
-    else:
-        tx.opt_in(customer, ours)
-    tx.execute("INSERT INTO consent_changes (number, to_number, change, changed_by, changed_at) VALUES (?, ?, ?, ?, ?)",
-               (customer, ours, "opted out" if opt_out else "opted in", person, tx.timestamp(now)))
-
-
-def version_of(*parts: object) -> str:
-    """A short digest of what a page shows: the page's script reloads it when this changes."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+_CONVERSATION_PATH = re.compile(r"(\d{3,20})/(\d{3,20})(?:/(send|opt-out|opt-in|assign|note|cancel))?")
+_SAVED_REPLY_PATH = re.compile(r"(\d{1,18})(/remove)?")
+#: The names a person sees for the outbound path's fields.
+INBOX_FIELD_NAMES = {"to": "Number", "text": "Message", "from": "From", "body": "the form", "send_at": "Send at"}
 
 
 class Inbox:
-    """The routes under /inbox: the list, a conversation, answering, opt-out and opt-in by hand.
+    """The routes under /inbox: the list, a conversation, answering, the team's work, saved replies.
 
     Every page and data route needs a session (pages redirect to the login page, data routes
-    answer 401), and every POST a CSRF token bound to it. Pages are rendered from the templates
-    in sms_responder_web/ (Jinja2, autoescaped: a customer's text is always text); the page's
-    one script polls /inbox/updates every second and, when what the page shows has changed,
-    fetches it again and swaps the changed part: short requests that any WSGI host serves,
-    where a stream held open per browser would hold a thread (or a sync worker) each.
+    answer 401), and every POST a CSRF token bound to it; every change a person makes writes one
+    INFO log line (who, what, the customer's last four digits). Pages are rendered from templates/
+    (Jinja2, autoescaped: a customer's text is always text); the page's one script polls
+    /inbox/updates every second and, when what the page shows has changed, fetches it again and
+    swaps the changed part, and keeps the title's unread count: short requests that any WSGI host
+    serves, where a stream held open per browser would hold a thread (or a sync worker) each.
     """
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.words = team.words_index(store)
         self.not_customers = frozenset(settings.plivo_number) | frozenset(settings.forward_to)
         self.secure_cookie = settings.public_url.startswith("https://")
 
@@ -533,23 +105,35 @@ class Inbox:
                 f"{INBOX_PATH}/updates": {"GET": self.updates},
                 f"{INBOX_PATH}/segments": {"GET": self.segments},
                 f"{INBOX_PATH}/static/": {"GET": self.static},
-                f"{INBOX_PATH}/conversations/": {"GET": self.conversation_page, "POST": self.act_on_conversation}}
+                f"{INBOX_PATH}/conversations/": {"GET": self.conversation_page, "POST": self.act_on_conversation},
+                f"{INBOX_PATH}/replies": {"GET": self.replies_page, "POST": self.add_saved_reply},
+                f"{INBOX_PATH}/replies/": {"GET": self.saved_reply_page, "POST": self.change_saved_reply}}
+
+    def run(self, work: Callable[[Transaction], Any]) -> Any:
+        """work(tx) in a transaction whose conversations and index of words hold every message stored
+        before it began (on SQLite the inbox brings them up to date first, a batch per transaction)."""
+        while True:
+            caught_up, result = self.store.run(
+                lambda tx: (True, work(tx)) if self.words.catch_up(tx) else (False, None))
+            if caught_up:
+                return result
 
     # Pages
 
     def list_page(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)
-        query = self.query(environ)
-        rows, more = self.list_rows(query)
-        more_link = more and f"{INBOX_PATH}?{urllib.parse.urlencode({'q': query['q'], 'before': more})}"
-        return self.page("list.html", session, conversations=rows, q=query["q"], more=more_link,
-                         version=version_of(rows), updates=f"{INBOX_PATH}/updates?{environ.get('QUERY_STRING', '')}")
+        query = self.list_query(session, environ)
+        rows, more = self.run(lambda tx: self.list_rows(tx, query))
+        more_link = more and f"{INBOX_PATH}?" + urllib.parse.urlencode(
+            {"view": query.view, "q": query.search, "before": more})
+        return self.page("list.html", session, conversations=rows, q=query.search, view=query.view, more=more_link,
+                         version=team.version_of(rows), updates=f"{INBOX_PATH}/updates?{environ.get('QUERY_STRING', '')}")
 
-    def list_rows(self, query: Mapping[str, Any]) -> tuple[list[Conversation], str | None]:
+    def list_rows(self, history: Transaction, query: team.ListQuery) -> tuple[list[team.Conversation], str | None]:
         """A page of the list, and where the next one begins (None: this is the last)."""
-        rows = self.store.run(lambda tx: conversation_list(tx, self.not_customers, query["before"], query["q"],
-                                                           LIST_PAGE + 1))
-        return rows[:LIST_PAGE], rows[LIST_PAGE - 1].last_at.isoformat() if len(rows) > LIST_PAGE else None
+        rows = team.conversation_list(history, self.words, query, self.not_customers, team.LIST_PAGE + 1)
+        return rows[:team.LIST_PAGE], rows[team.LIST_PAGE - 1].last_at.isoformat() if len(rows) > team.LIST_PAGE \
+            else None
 
     def conversation_page(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)
@@ -558,22 +142,50 @@ class Inbox:
             return self.page("confirm.html", session, customer=customer, ours=ours, action=action)
         if action:
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "POST"),))
-        return self.show_conversation(session, customer, ours)
+        draft = ""
+        chosen = self.query(environ)["reply"]
+        if chosen.isdigit():  # a saved reply put into the Message box without the script (not sent)
+            reply = self.store.run(lambda tx: team.saved_reply(tx, int(chosen)))
+            draft = reply.text if reply else ""
+        return self.show_conversation(session, customer, ours, draft=draft)
 
     def show_conversation(self, session: Session, customer: str, ours: str, status: HTTPStatus = HTTPStatus.OK,
-                          problem: str = "", draft: str = "") -> Response:
-        entries, opted_out = self.store.run(lambda tx: (conversation_entries(tx, customer, ours),
-                                                        bool(tx.opted_out_of([customer], ours))))
-        return self.page("conversation.html", session, status, customer=customer, ours=ours, entries=entries,
-                         opted_out=opted_out, problem=problem, draft=draft, version=version_of(entries, opted_out))
+                          problem: str = "", draft: str = "", note: str = "") -> Response:
+        """A conversation, read by the person as it is shown (it is no longer unread for them)."""
+        def read(tx: Transaction) -> dict[str, Any]:
+            team.mark_read(tx, session.name, customer, ours)
+            return {"entries": team.conversation_entries(tx, customer, ours),
+                    "opted_out": bool(tx.opted_out_of([customer], ours)),
+                    "assigned": team.assignee_of(tx, customer, ours), "people": team.people_names(tx),
+                    "replies": team.saved_replies(tx)}
+        shown = self.run(read)
+        return self.page("conversation.html", session, status, customer=customer, ours=ours, problem=problem,
+                         draft=draft, note=note, version=team.version_of(
+                             shown["entries"], shown["opted_out"], shown["assigned"]), **shown)
 
     def new_page(self, environ: WSGIEnvironment) -> Response:
         return self.page("new.html", self.session(environ, page=True), problem="", number="", draft="")
 
+    def replies_page(self, environ: WSGIEnvironment, status: HTTPStatus = HTTPStatus.OK, problem: str = "",
+                     name: str = "", text: str = "") -> Response:
+        session = self.session(environ, page=True)
+        replies = self.store.run(team.saved_replies)
+        return self.page("replies.html", session, status, replies=replies, problem=problem, name=name, text=text)
+
+    def saved_reply_page(self, environ: WSGIEnvironment) -> Response:
+        session = self.session(environ, page=True)
+        reply_id, remove = self.saved_reply_of(environ)
+        if remove:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "POST"),))
+        reply = self.store.run(lambda tx: team.saved_reply(tx, reply_id))
+        if reply is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        return self.page("reply.html", session, reply=reply, problem="", name=reply.name, text=reply.text)
+
     def login_page(self, environ: WSGIEnvironment, status: HTTPStatus = HTTPStatus.OK, problem: str = "") -> Response:
         if self.session(environ, page=None):
             return redirect(INBOX_PATH)
-        nobody = not self.store.run(anyone_may_log_in)
+        nobody = not self.store.run(people.anyone_may_log_in)
         return self.page("login.html", None, status, problem=problem, nobody=nobody)
 
     # Actions (POST: each needs the session's CSRF token)
@@ -582,15 +194,15 @@ class Inbox:
         form = self.form(environ)
         name, password = form.get("name", ""), form.get("password", "")
         token = None
-        if may_be_a_login(name, password):  # else refused as a wrong password is, unhashed and unstored
+        if people.may_be_a_login(name, password):  # else refused as a wrong password is, unhashed and unstored
             try:
-                hashed = self.store.run(lambda tx: start_login(tx, name, time.time()))
+                hashed = self.store.run(lambda tx: people.start_login(tx, name, time.time()))
             except LockedOut:
-                log_login("locked", name, environ)
+                people.log_login("locked", name, environ)
                 wait = f"Too many failed tries for this name: wait {int(LOGIN_LOCKOUT // 60)} minutes."
                 return self.login_page(environ, HTTPStatus.TOO_MANY_REQUESTS, wait)
             token = self.open_session_if(name, password, hashed)
-        log_login("ok" if token else "failed", name, environ)
+        people.log_login("ok" if token else "failed", name, environ)
         if token is None:  # one message for an unknown name and a wrong password alike
             return self.login_page(environ, HTTPStatus.UNAUTHORIZED, "Wrong name or password.")
         cookie = (f"{SESSION_COOKIE}={token}; Path={INBOX_PATH}; Max-Age={int(SESSION_LIMIT)}; HttpOnly;"
@@ -600,20 +212,20 @@ class Inbox:
     def open_session_if(self, name: str, password: str, hashed: str | None) -> str | None:
         """A new session's token if the password matches the hash (re-hashed if it was made with older
         parameters), else None."""
-        matches, new_hash = check_password(hashed, password)
+        matches, new_hash = people.check_password(hashed, password)
         if not matches:
             return None
 
         def open_it(tx: Transaction) -> str | None:
             if new_hash:
-                upgrade_hash(tx, name, hashed, new_hash)
-            return open_session(tx, name, time.time())
+                people.upgrade_hash(tx, name, hashed, new_hash)
+            return people.open_session(tx, name, time.time())
         return self.store.run(open_it)
 
     def log_out(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)
         self.check_csrf(session, self.form(environ))
-        self.store.run(lambda tx: end_session(tx, session.token))
+        self.store.run(lambda tx: people.end_session(tx, session.token))
         log.info("logout", extra={"fields": {"name": session.name}})
         cookie = f"{SESSION_COOKIE}=; Path={INBOX_PATH}; Max-Age=0; HttpOnly; SameSite=Strict"
         return redirect(f"{INBOX_PATH}/login", (("Set-Cookie", cookie),))
@@ -623,18 +235,54 @@ class Inbox:
         customer, ours, action = self.conversation_of(environ)
         form = self.form(environ)
         self.check_csrf(session, form)
+        here = f"{INBOX_PATH}/conversations/{customer}/{ours}"
         if action in ("opt-out", "opt-in"):
-            self.store.run(lambda tx: change_consent(tx, customer, ours, action == "opt-out", session.name, time.time()))
+            self.store.run(lambda tx: team.change_consent(tx, customer, ours, action == "opt-out", session.name,
+                                                          time.time()))
             log.info(f"{action} by hand", extra={"fields": {"by": session.name, "customer": mask_number(customer),
                                                             "number": ours}})
-            return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
-        if action != "send":
+            return redirect(here)
+        act = {"send": self.answer, "assign": self.assign, "note": self.add_note, "cancel": self.cancel}.get(action)
+        if act is None:
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", (("Allow", "GET"),))
+        return act(session, customer, ours, form) or redirect(here)
+
+    def answer(self, session: Session, customer: str, ours: str, form: Mapping[str, str]) -> Response | None:
+        """Send (or schedule) a person's answer; the page again with what went wrong, or None."""
         text = form.get("message", "")
-        problem, status = self.send(session, customer, ours, text)
-        if problem:
-            return self.show_conversation(session, customer, ours, status, problem, text)
-        return redirect(f"{INBOX_PATH}/conversations/{customer}/{ours}")
+        problem, status = self.send(session, customer, ours, text, form)
+        return self.show_conversation(session, customer, ours, status, problem, text) if problem else None
+
+    def assign(self, session: Session, customer: str, ours: str, form: Mapping[str, str]) -> Response | None:
+        """Assign to me, Unassign, or the Assignee picked (an empty one: nobody)."""
+        assignee = form.get("assignee", "").strip() or None
+        try:
+            changed = self.run(lambda tx: team.assign(tx, customer, ours, assignee, session.name, time.time()))
+        except team.Problem as problem:
+            return self.show_conversation(session, customer, ours, HTTPStatus.CONFLICT, str(problem))
+        if changed:
+            log.info("assigned" if assignee else "unassigned", extra={"fields": {
+                "by": session.name, "customer": mask_number(customer), **({"to": assignee} if assignee else {})}})
+        return None
+
+    def add_note(self, session: Session, customer: str, ours: str, form: Mapping[str, str]) -> Response | None:
+        text = form.get("note", "")
+        try:
+            self.store.run(lambda tx: team.add_note(tx, customer, ours, text, session.name, time.time()))
+        except team.Problem as problem:
+            return self.show_conversation(session, customer, ours, HTTPStatus.BAD_REQUEST, str(problem), note=text)
+        log.info("note added", extra={"fields": {"by": session.name, "customer": mask_number(customer)}})
+        return None
+
+    def cancel(self, session: Session, customer: str, ours: str, form: Mapping[str, str]) -> Response | None:
+        """Cancel a message of this conversation that waits to be sent (as DELETE /api/messages/ID would)."""
+        public_id = form.get("id", "")
+        status = self.store.run(lambda tx: _cancel_in(tx, public_id, customer, ours))
+        if status != "cancelled":
+            problem = "There is no such message here." if status is None else f"Too late to cancel: it is {status}."
+            return self.show_conversation(session, customer, ours, HTTPStatus.CONFLICT, problem)
+        log.info("cancelled", extra={"fields": {"by": session.name, "customer": mask_number(customer)}})
+        return None
 
     def start_conversation(self, environ: WSGIEnvironment) -> Response:
         session = self.session(environ, page=True)
@@ -642,39 +290,89 @@ class Inbox:
         self.check_csrf(session, form)
         number, ours, text = form.get("number", ""), form.get("from", self.settings.plivo_number[0]), form.get(
             "message", "")
-        problem, status = self.send(session, number, ours, text)
+        problem, status = self.send(session, number, ours, text, form)
         if problem:
             return self.page("new.html", session, status, problem=problem, number=number, draft=text)
         return redirect(f"{INBOX_PATH}/conversations/{cli_number(number)}/{number_key(ours)}")
 
-    def send(self, session: Session, number: str, ours: str, text: str) -> tuple[str, HTTPStatus]:
-        """Queue a person's message through the outbound path; what went wrong (empty: nothing) and its status."""
+    def send(self, session: Session, number: str, ours: str, text: str, form: Mapping[str, str]
+             ) -> tuple[str, HTTPStatus]:
+        """Queue (or with Send at, schedule) a person's message through the outbound path; a person who
+        answers an unassigned conversation becomes its assignee. What went wrong (empty: nothing) and its
+        status."""
         if not self.settings.plivo_auth_id:
             return "Sending is off: PLIVO_AUTH_ID is not set.", HTTPStatus.SERVICE_UNAVAILABLE
         now = time.time()
         try:
-            request = outbound_request({"to": number, "from": ours, "text": text}, self.settings, now)
-            self.store.run(lambda tx: queue_outbound(tx, request, session.name, "inbox", now))
+            document = {"to": number, "from": ours, "text": text}
+            if form.get("send_at", "").strip():
+                document["send_at"] = local_time(form["send_at"], form.get("time_zone", ""))
+            request = outbound_request(document, self.settings, now)
+            message, assigned = self.run(lambda tx: (
+                queue_outbound(tx, request, session.name, "inbox", now),
+                team.assign_on_answer(tx, request.to, request.src, session.name, now),
+                team.mark_read(tx, session.name, request.to, request.src))[:2])  # who answers has read it
         except InvalidField as invalid:
             return f"Not sent: {INBOX_FIELD_NAMES.get(invalid.field, invalid.field)} {invalid.reason}.", \
                 HTTPStatus.BAD_REQUEST
         except OptedOut as refusal:
             return f"Not sent: {refusal}.", HTTPStatus.CONFLICT
+        log.info("scheduled" if message.status == "scheduled" else "answered", extra={"fields": {
+            "by": session.name, "customer": mask_number(request.to), **({"assigned": "yes"} if assigned else {})}})
         return "", HTTPStatus.SEE_OTHER
+
+    def add_saved_reply(self, environ: WSGIEnvironment) -> Response:
+        session = self.session(environ, page=True)
+        form = self.form(environ)
+        self.check_csrf(session, form)
+        name, text = form.get("name", ""), form.get("text", "")
+        try:
+            self.store.run(lambda tx: team.save_reply(tx, None, name, text, session.name, time.time()))
+        except team.Problem as problem:
+            return self.replies_page(environ, HTTPStatus.BAD_REQUEST, str(problem), name, text)
+        log.info("saved reply added", extra={"fields": {"by": session.name, "name": " ".join(name.split())}})
+        return redirect(f"{INBOX_PATH}/replies")
+
+    def change_saved_reply(self, environ: WSGIEnvironment) -> Response:
+        """Save a changed reply, or with /remove, remove it."""
+        session = self.session(environ, page=True)
+        reply_id, remove = self.saved_reply_of(environ)
+        form = self.form(environ)
+        self.check_csrf(session, form)
+        if remove:
+            name = self.store.run(lambda tx: team.remove_saved_reply(tx, reply_id))
+            if name is not None:
+                log.info("saved reply removed", extra={"fields": {"by": session.name, "name": name}})
+            return redirect(f"{INBOX_PATH}/replies")
+        name, text = form.get("name", ""), form.get("text", "")
+        try:
+            self.store.run(lambda tx: team.save_reply(tx, reply_id, name, text, session.name, time.time()))
+        except team.Problem as problem:
+            reply = team.SavedReply(reply_id, name, text, session.name, datetime.now(UTC))
+            return self.page("reply.html", session, HTTPStatus.BAD_REQUEST, reply=reply, problem=str(problem),
+                             name=name, text=text)
+        log.info("saved reply changed", extra={"fields": {"by": session.name, "name": " ".join(name.split())}})
+        return redirect(f"{INBOX_PATH}/replies")
 
     # Data routes (401 without a session)
 
     def updates(self, environ: WSGIEnvironment) -> Response:
-        """The version of what a page shows now: {"version": ...}; the page's script compares it with its own."""
-        self.session(environ, page=False)
+        """The version of what a page shows now, and how many conversations are unread for the person:
+        {"version": ..., "unread": N}; the page's script compares the version with its own."""
+        session = self.session(environ, page=False)
         query = self.query(environ)
-        if query["with"]:
-            customer, ours = query["with"]
-            version = self.store.run(lambda tx: version_of(conversation_entries(tx, customer, ours),
-                                                           bool(tx.opted_out_of([customer], ours))))
-        else:
-            version = version_of(self.list_rows(query)[0])
-        return json_response(HTTPStatus.OK, {"version": version})
+
+        def look(tx: Transaction) -> dict[str, object]:
+            if query["with"]:
+                customer, ours = query["with"]
+                version = team.version_of(team.conversation_entries(tx, customer, ours),
+                                          bool(tx.opted_out_of([customer], ours)), team.assignee_of(tx, customer, ours))
+            elif query["unread_only"]:
+                version = ""
+            else:
+                version = team.version_of(self.list_rows(tx, self.list_query(session, environ))[0])
+            return {"version": version, "unread": team.unread_count(tx, session.name, self.not_customers)}
+        return json_response(HTTPStatus.OK, self.run(look))
 
     def segments(self, environ: WSGIEnvironment) -> Response:
         """How a text would be sent, while it is typed: {"segments", "encoding", "characters"}."""
@@ -697,7 +395,7 @@ class Inbox:
         route answers 401 (page=False); page=None returns None."""
         token = _cookie(environ.get("HTTP_COOKIE", ""), SESSION_COOKIE)
         session = token and self.store.run(
-            lambda tx: session_of(tx, token, time.time(), self.settings.inbox_session_hours))
+            lambda tx: people.session_of(tx, token, time.time(), self.settings.inbox_session_hours))
         if session or page is None:
             return session or None
         if page:
@@ -716,7 +414,8 @@ class Inbox:
         return {name: values[0] for name, values in fields.items()}
 
     def query(self, environ: WSGIEnvironment) -> dict[str, Any]:
-        """q, before (a time), with (a conversation) and text of a query string."""
+        """q, view, before (a time), with (a conversation), unread (the count alone), text and reply of a
+        query string."""
         fields = parse_form(environ.get("QUERY_STRING", "").encode("latin-1")) or {}
         value = {name: values[0] for name, values in fields.items()}
         try:
@@ -725,7 +424,13 @@ class Inbox:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "before: not an ISO 8601 time") from None
         pair = _CONVERSATION_PATH.fullmatch(value.get("with", ""))
         return {"q": value.get("q", "")[:200], "before": before, "text": value.get("text", "")[:MAX_REPLY_CHARS * 2],
-                "with": pair and pair.group(1, 2)}
+                "with": pair and pair.group(1, 2), "view": value.get("view", "all"), "reply": value.get("reply", ""),
+                "unread_only": "unread" in value}
+
+    def list_query(self, session: Session, environ: WSGIEnvironment) -> team.ListQuery:
+        query = self.query(environ)
+        return team.ListQuery(session.name, query["view"] if query["view"] in team.VIEWS else "all", query["q"],
+                              query["before"])
 
     def conversation_of(self, environ: WSGIEnvironment) -> tuple[str, str, str | None]:
         """(customer, our number, action) of a conversation's path; 404 if there is none, or if it opts a
@@ -736,16 +441,42 @@ class Inbox:
             raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
         return match[1], match[2], match[3]
 
+    @staticmethod
+    def saved_reply_of(environ: WSGIEnvironment) -> tuple[int, bool]:
+        """(id, remove?) of a saved reply's path; 404 if it is not one."""
+        match = _SAVED_REPLY_PATH.fullmatch(environ["PATH_INFO"].removeprefix(f"{INBOX_PATH}/replies/"))
+        if not match:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        return int(match[1]), bool(match[2])
+
     def page(self, template: str, session: Session | None, status: HTTPStatus = HTTPStatus.OK,
              **context: object) -> Response:
+        unread = session and self.run(lambda tx: team.unread_count(tx, session.name, self.not_customers))
         html = self.templates.get_template(template).render(
             session=session, read_only=not self.settings.plivo_auth_id, our_numbers=self.settings.plivo_number,
-            inbox=INBOX_PATH, **context)
+            inbox=INBOX_PATH, unread=unread or 0, **context)
         return Response(status, html.encode(), HTML_CONTENT_TYPE, PAGE_HEADERS)
 
 
-#: The names a person sees for the outbound path's fields.
-INBOX_FIELD_NAMES = {"to": "Number", "text": "Message", "from": "From", "body": "the form"}
+def _cancel_in(tx: Transaction, public_id: str, customer: str, ours: str) -> str | None:
+    """Cancel an outbound message of this conversation still waiting; its status after, None if it has none."""
+    if not tx.execute("SELECT 1 FROM outbox WHERE public_id = ? AND kind = 'outbound' AND dst = ? AND src = ?",
+                      (public_id, customer, ours)).fetchone():
+        return None
+    return cancel_outbound(tx, public_id)
+
+
+def local_time(value: str, zone_name: str) -> str:
+    """The Send at field (a date and time as the person reads their clock, e.g. 2026-12-24T09:00) as ISO 8601
+    with its offset, in the person's time zone (the script sends its name), else the server's."""
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name) if zone_name else None
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        zone = None
+    try:
+        return datetime.fromtimestamp(iso_timestamp(value, zone), UTC).isoformat()
+    except ValueError:
+        raise InvalidField("send_at", "must be a date and time, such as 2026-12-24 09:00") from None
 
 
 def redirect(location: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:

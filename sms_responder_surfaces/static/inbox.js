@@ -1,8 +1,11 @@
 // The SMS inbox's one script. The page works without it (forms and links); it adds:
 // - live updates: every second it asks /inbox/updates whether what the page shows has changed,
 //   and if so fetches the page again and swaps its live part (#live), rendered and escaped by
-//   the server's templates: no text from a message is ever put into HTML here;
+//   the server's templates: no text from a message is ever put into HTML here; the same answer
+//   carries how many conversations are unread for this person, for the title's "(N) ";
 // - the segment count of the text being typed, asked of the server (one counter, in Python);
+// - a saved reply put into the Message box as it is chosen (as text: value, never HTML);
+// - the Assignee picked takes effect at once; Send at is read in this browser's time zone;
 // - times in the reader's own time zone.
 "use strict";
 
@@ -16,6 +19,10 @@ function localTimes(root) {
   }
 }
 
+function showUnread(count) {
+  document.title = (count > 0 ? `(${count}) ` : "") + document.body.dataset.title;
+}
+
 async function refreshWhenChanged() {
   const url = document.body.dataset.updates;
   if (!url) return;
@@ -23,8 +30,9 @@ async function refreshWhenChanged() {
     const answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (answer.status === 401) { window.location.assign(window.location.href); return; }  // logged out
     if (!answer.ok) return;
-    const { version } = await answer.json();
-    if (version === document.body.dataset.version) return;
+    const { version, unread } = await answer.json();
+    showUnread(unread);
+    if (!version || version === document.body.dataset.version) return;
     const page = await fetch(window.location.href, { credentials: "same-origin" });
     if (!page.ok) return;
     const fresh = new DOMParser().parseFromString(await page.text(), "text/html");  // parsed, never run
@@ -34,6 +42,7 @@ async function refreshWhenChanged() {
       localTimes(document.getElementById("live"));
     }
     document.body.dataset.version = fresh.body.dataset.version;
+    document.title = fresh.title;  // read as the page was fetched: opening a conversation reads it
   } catch (error) {
     // offline for a moment: the next poll tries again
   } finally {
@@ -58,8 +67,44 @@ function countSegments() {
   update();
 }
 
+// A saved reply goes where the cursor was in the Message box (at its end if it was never there). While
+// the person moves through the list (arrow keys choose as they move), each choice replaces the last
+// one, as long as the box still holds what was put in.
+function savedReplies() {
+  const picker = document.querySelector("select[data-into]");
+  const box = picker && document.getElementById(picker.dataset.into);
+  if (!box) return;
+  let placed = null;  // { start, end, value } of the last reply put in
+  let visited = false;
+  box.addEventListener("focus", () => { visited = true; });
+  picker.addEventListener("change", () => {
+    const option = picker.selectedOptions[0];
+    let text = option && option.value ? option.dataset.text : "";
+    let start = box.selectionStart;
+    let end = box.selectionEnd;
+    if (placed && box.value === placed.value) {
+      ({ start, end } = placed);
+    } else if (!visited) {
+      start = end = box.value.length;
+      if (text && start > 0 && !/\s$/.test(box.value)) text = ` ${text}`;
+    }
+    box.setRangeText(text, start, end, "end");
+    placed = { start, end: start + text.length, value: box.value };
+    box.dispatchEvent(new Event("input", { bubbles: true }));  // the segment count
+  });
+}
+
+document.addEventListener("change", (event) => {
+  const picked = event.target;
+  if (picked.matches && picked.matches("select[data-submit-on-change]")) picked.form.requestSubmit();
+});
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.documentElement.classList.add("scripted");  // the buttons the script makes needless are hidden
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  for (const field of document.querySelectorAll("input.time-zone")) field.value = zone;
   localTimes(document);
   countSegments();
+  savedReplies();
   window.setTimeout(refreshWhenChanged, POLL_MS);
 });
