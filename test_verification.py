@@ -30,6 +30,7 @@ from sms_responder_surfaces import api, inbox, people, verification
 from test_inbox import PASSWORD, log_in
 from test_metrics import METRICS_TOKEN, scraped
 from test_operations import Recording
+from test_outbound import bearer
 from test_sms_responder import AUTH_ID, AUTH_TOKEN, OTHER_NUMBER, OUR_NUMBER, SENDER, inbound, post
 
 NUMBERS = f"{OUR_NUMBER},{OTHER_NUMBER}"
@@ -67,10 +68,6 @@ def make_token(app, name="signup", scopes=("verify",)):
 @pytest.fixture
 def token(app):
     return make_token(app)
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ def outbound_request(document: object, settings: Settings, now: float) -> Outbou
     media = _media_urls(document.get("media_urls", []))
     return OutboundRequest(
         to=_recipient(document.get("to"), settings), text=_outbound_text(document.get("text"), bool(media)),
-        src=_our_number(document.get("from"), settings), media_urls=media,
+        src=our_number(document.get("from"), settings), media_urls=media,
         send_at=_send_at(document.get("send_at"), now))
 
 
@@ -204,7 +204,8 @@ def _outbound_text(value: object, has_media: bool) -> str:
     return value
 
 
-def _our_number(value: object, settings: Settings) -> str:
+def our_number(value: object, settings: Settings) -> str:
+    """The `from` of a request: one of PLIVO_NUMBER (the first when absent), digits; else 400."""
     if value is None:
         return settings.plivo_number[0]
     if not isinstance(value, str) or number_key(value) not in settings.plivo_number:

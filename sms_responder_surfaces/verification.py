@@ -69,10 +69,10 @@ from wsgiref.types import WSGIEnvironment
 
 from sms_responder import (
     JSON_CONTENT_TYPE, API_PREFIX, ApiError, ConfigError, NotToBeSent, OutboxRow, Response, Routes, Settings,
-    SmsResponder, Transaction, cli_number, json_response, log, mask_number, number_key, parse_json, read_body,
+    SmsResponder, Transaction, cli_number, json_response, log, mask_number, parse_json, read_body,
 )
 from sms_responder_surfaces.api import (
-    InvalidField, OutboundApi, OutboundRequest, TokenHolder, check_api_limit, queue_outbound,
+    InvalidField, OutboundApi, OutboundRequest, TokenHolder, check_api_limit, our_number, queue_outbound,
 )
 
 VERIFICATIONS_PATH = API_PREFIX + "verifications"
@@ -191,7 +191,7 @@ def code_request(document: object, settings: Settings) -> CodeRequest:
             raise InvalidField(key, "unknown field")
     to = _phone_number(document.get("to"), settings)
     country = calling_code(to)
-    return CodeRequest(to, _our_number(document.get("from"), settings), country, prefix_of(to, country))
+    return CodeRequest(to, our_number(document.get("from"), settings), country, prefix_of(to, country))
 
 
 def _phone_number(value: object, settings: Settings) -> str:
@@ -210,14 +210,6 @@ def _phone_number(value: object, settings: Settings) -> str:
         raise InvalidField("to", "is not an international (E.164) number: a country calling code, then the"
                                  " national number, 15 digits at most")
     return number
-
-
-def _our_number(value: object, settings: Settings) -> str:
-    if value is None:
-        return settings.plivo_number[0]
-    if not isinstance(value, str) or number_key(value) not in settings.plivo_number:
-        raise InvalidField("from", "must be one of PLIVO_NUMBER")
-    return number_key(value)
 
 
 def checked_code(document: object) -> str:
