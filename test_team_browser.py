@@ -186,6 +186,8 @@ class TestTheTeamsWork:
         customer_says(team, "Can you remind me tomorrow?")
         alice = person(team, "alice", zone="America/New_York")
         conversation_link(alice, SENDER).click()
+        # the page's script tells the form the person's time zone; a person never types before it has run
+        alice.wait_for_function("document.querySelector('input.time-zone').value !== ''")
         alice.get_by_label("Message").fill("Reminder: your appointment is today at 11.")
         tomorrow_9 = (datetime.now(ZoneInfo("America/New_York")) + timedelta(days=1)).replace(
             hour=9, minute=0, second=0, microsecond=0)
