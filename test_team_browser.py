@@ -245,6 +245,7 @@ class TestScreens:
             self.fits(tab, width, "conversation")
             screenshot(tab, tmp_path, "team-conversation" + ("-360" if width == 360 else ""))
             tab.get_by_role("link", name="Saved replies").click()
+            tab.wait_for_url("**/inbox/replies")  # measured on the new page, not between the two
             self.fits(tab, width, "saved replies")
             assert tab.errors == []
 
