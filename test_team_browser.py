@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import MODULE, query
 from test_inbox_browser import LIVE, PASSWORD, conversation_link, customer_says, screenshot, service  # noqa: F401
@@ -187,7 +188,8 @@ class TestTheTeamsWork:
         alice = person(team, "alice", zone="America/New_York")
         conversation_link(alice, SENDER).click()
         # the page's script tells the form the person's time zone; a person never types before it has run
-        alice.wait_for_function("document.querySelector('input.time-zone').value !== ''")
+        # (expect reads the field from Playwright's own world: the page's CSP refuses wait_for_function's eval)
+        expect(alice.locator("input.time-zone").first).not_to_have_value("")
         alice.get_by_label("Message").fill("Reminder: your appointment is today at 11.")
         tomorrow_9 = (datetime.now(ZoneInfo("America/New_York")) + timedelta(days=1)).replace(
             hour=9, minute=0, second=0, microsecond=0)
