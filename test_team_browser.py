@@ -88,7 +88,8 @@ class TestTwoPeople:
         bob.get_by_role("link", name="Mine").click()
         bob.get_by_text("No conversation is assigned to you").wait_for()
         bob.get_by_role("link", name="Unassigned").click()
-        assert bob.locator(".conversations li").count() == 1 and row_of(bob, "14155550111").count() == 1
+        expect(bob.locator(".conversations li")).to_have_count(1)  # (waits for the new page, not the old one)
+        assert row_of(bob, "14155550111").count() == 1
         bob.get_by_role("link", name="All").click()
         conversation_link(bob, SENDER).click()
         bob.get_by_label("Assignee").select_option("bob")  # the control alone: it takes effect at once
@@ -115,7 +116,8 @@ class TestTwoPeople:
         time.sleep(1.2)  # a poll after the page was fetched again
         assert alice.title() == f"+{SENDER} · SMS inbox"
         alice.get_by_role("link", name="SMS inbox").click()
-        assert row_of(alice, SENDER).get_by_text("Unread").count() == 0 and alice.title() == TITLE
+        expect(alice).to_have_title(TITLE)  # (waits for the list's page, not the conversation's)
+        assert row_of(alice, SENDER).get_by_text("Unread").count() == 0
         assert bob.title() == f"(1) {TITLE}" and row_of(bob, SENDER).get_by_text("Unread").count() == 1
         customer_says(team, "New customer here", From="14155550111")
         for tab, count in ((alice, 1), (bob, 2)):  # each person's own count
